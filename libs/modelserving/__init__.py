@@ -1,0 +1,25 @@
+"""modelserving: the shared library every model service is built on.
+
+A service declares a `ModelService` (its schemas, model directory and predict
+function) and gets a complete, production-shaped FastAPI app from `create_app`,
+served by `serve`.
+"""
+
+from modelserving.artifacts import LoadedModel, ModelCard, ModelLoadError, load_model, save_model
+from modelserving.cli import serve
+from modelserving.service import ModelService, create_app
+from modelserving.settings import Settings, SettingsError, load_settings
+
+__all__ = [
+    "LoadedModel",
+    "ModelCard",
+    "ModelLoadError",
+    "ModelService",
+    "Settings",
+    "SettingsError",
+    "create_app",
+    "load_model",
+    "load_settings",
+    "save_model",
+    "serve",
+]

@@ -1,0 +1,188 @@
+"""Turns a model and its request/response schemas into a complete FastAPI service.
+
+A service directory declares one `ModelService`; `create_app` adds everything
+every service shares: the typed predict route, health checks, Kubernetes probes,
+error bodies, request ids and access logs, and loading of the verified model.
+"""
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Body, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from modelserving.artifacts import LoadedModel, load_model
+from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
+from modelserving.middleware import RequestContextMiddleware
+from modelserving.settings import Settings, load_settings
+
+log = logging.getLogger("modelserving")
+
+Item = TypeVar("Item", bound=BaseModel)
+Prediction = TypeVar("Prediction", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ModelService(Generic[Item, Prediction]):
+    """What a model service declares; everything else comes from the library."""
+
+    name: str
+    model_dir: Path
+    predict_path: str
+    item_type: type[Item]
+    response_type: type[Prediction]
+    predict: Callable[[LoadedModel, Sequence[Item]], Prediction]
+    examples: Sequence[Item]
+    title: str = ""
+    description: str = ""
+    predict_summary: str = "Predict for a batch of rows"
+    tags: Sequence[str] = field(default_factory=tuple)
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["titanic"])
+    version: str = Field(examples=["1.0.0"])
+
+
+class HealthCheck(BaseModel):
+    health: str = Field(examples=["ok"])
+    booted_at: datetime
+    model: ModelInfo
+    app_revision: str = Field(examples=["3f2c1e0"])
+    environment: str = Field(examples=["dev"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+
+
+@dataclass
+class _Runtime:
+    """Per-process state: the loaded model and whether traffic should come here."""
+
+    booted_at: datetime
+    model: LoadedModel | None = None
+    ready: bool = False
+    draining: bool = False
+
+
+def create_app(service: ModelService[Any, Any], settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    model_dir = settings.model_dir or service.model_dir
+    runtime = _Runtime(booted_at=datetime.now(timezone.utc))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = await asyncio.to_thread(load_model, model_dir, expected_name=service.name)
+        await asyncio.to_thread(service.predict, loaded, list(service.examples))
+        runtime.model = loaded
+        runtime.ready = True
+        _drain_on_sigterm(runtime)
+        log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
+        yield
+        runtime.ready = False
+        runtime.draining = True
+
+    app = FastAPI(
+        title=service.title or f"{service.name} model service",
+        description=service.description,
+        version=settings.app_revision,
+        lifespan=lifespan,
+        responses={500: {"model": ErrorBody, "description": "Unexpected error"}},
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    batch_example = {
+        "batch": {
+            "summary": f"{len(service.examples)} rows",
+            "value": [item.model_dump(mode="json") for item in service.examples],
+        }
+    }
+    Batch = Annotated[
+        list[service.item_type],  # type: ignore[name-defined]
+        Field(max_length=settings.max_batch_size),
+        Body(openapi_examples=batch_example),
+    ]
+
+    def predict(batch: Batch) -> Any:
+        if runtime.model is None:
+            return error_response(503, "model not loaded yet")
+        return service.predict(runtime.model, batch)
+
+    app.add_api_route(
+        service.predict_path,
+        predict,
+        methods=["POST"],
+        response_model=service.response_type,
+        summary=service.predict_summary,
+        description=f"At most {settings.max_batch_size} rows per request.",
+        responses=ERROR_RESPONSES,
+        tags=list(service.tags) or ["prediction"],
+    )
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/health_check", tags=["health"])
+    def health_check() -> HealthCheck:
+        card = runtime.model.card if runtime.model else None
+        return HealthCheck(
+            health="ok" if runtime.ready else "starting",
+            booted_at=runtime.booted_at,
+            model=ModelInfo(name=service.name, version=card.version if card else "unloaded"),
+            app_revision=settings.app_revision,
+            environment=settings.environment,
+        )
+
+    @app.get("/health_check/load_balancer", tags=["health"], response_class=Response)
+    def load_balancer_check() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/livez", tags=["probes"], summary="The process is alive")
+    def livez() -> Readiness:
+        return Readiness(status="alive")
+
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="The model is loaded and warmed up",
+        responses={503: {"model": Readiness, "description": "Starting or shutting down"}},
+    )
+    def readyz() -> Any:
+        if runtime.ready and not runtime.draining:
+            return Readiness(status="ready")
+        status = "shutting down" if runtime.draining else "starting"
+        return JSONResponse({"status": status}, status_code=503)
+
+    return app
+
+
+def _drain_on_sigterm(runtime: _Runtime) -> None:
+    """Report not-ready as soon as SIGTERM arrives, before the server stops accepting.
+
+    The server's own handler still runs, so connections drain as usual.
+    """
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        runtime.draining = True
+        if callable(previous):
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a test client): nothing to chain
+        pass

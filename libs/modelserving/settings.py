@@ -1,0 +1,49 @@
+"""Service settings, read from environment variables and validated at start-up."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune, one environment variable per field (`PORT`, `WORKERS`...)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to bind; 0.0.0.0 in containers.")
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="Worker processes.")
+    log_level: LogLevel = "info"
+    max_batch_size: int = Field(1000, ge=1, le=100_000, description="Most rows one request may carry.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=1 << 30, description="Larger request bodies get 413, unread."
+    )
+    model_dir: Path | None = Field(None, description="Directory with the model card and artifact.")
+    app_revision: str = Field("unknown", description="Source revision of the running build.")
+    environment: str = Field("dev", min_length=1, description="Deployment environment name.")
+    graceful_shutdown_seconds: float = Field(20.0, ge=0, le=3600)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, or raise SettingsError with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']).upper()}={issue['input']!r}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise SettingsError(f"invalid setting {problems}") from None

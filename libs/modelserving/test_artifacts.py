@@ -1,0 +1,90 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from modelserving import ModelLoadError, load_model
+from modelserving.artifacts import CARD_FILE, sha256_of
+
+
+def rewrite_card(model_dir: Path, **changes: object) -> None:
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    card.update(changes)
+    (model_dir / CARD_FILE).write_text(json.dumps(card))
+
+
+def test_round_trip_keeps_the_model_and_card(model_dir: Path) -> None:
+    loaded = load_model(model_dir, expected_name="toy")
+    assert loaded.estimator.factor == 3.0
+    assert loaded.card.version == "7.1"
+    assert loaded.card.training_data_sha256 == sha256_of(b"x\n1\n")
+    assert loaded.card.artifact_sha256 == sha256_of((model_dir / "model.joblib").read_bytes())
+    assert set(loaded.card.library_versions) == {"joblib"}
+
+
+def test_tampered_artifact_is_refused_before_unpickling(model_dir: Path) -> None:
+    artifact = model_dir / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_model(model_dir)
+
+
+def test_truncated_artifact_is_refused(model_dir: Path) -> None:
+    artifact = model_dir / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes()[:20])
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_model(model_dir)
+
+
+def test_corrupt_artifact_with_matching_hash_fails_cleanly(model_dir: Path) -> None:
+    garbage = b"this is not a pickle"
+    (model_dir / "model.joblib").write_bytes(garbage)
+    rewrite_card(model_dir, artifact_sha256=sha256_of(garbage))
+    with pytest.raises(ModelLoadError, match="cannot be loaded"):
+        load_model(model_dir)
+
+
+def test_missing_artifact(model_dir: Path) -> None:
+    (model_dir / "model.joblib").unlink()
+    with pytest.raises(ModelLoadError, match="artifact not found"):
+        load_model(model_dir)
+
+
+def test_missing_card(model_dir: Path) -> None:
+    (model_dir / CARD_FILE).unlink()
+    with pytest.raises(ModelLoadError, match="card not found"):
+        load_model(model_dir)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [({"artifact_sha256": "abc"}, "artifact_sha256"), ({"metrics": "high"}, "metrics")],
+)
+def test_invalid_card_names_the_field(model_dir: Path, change: dict[str, object], named: str) -> None:
+    rewrite_card(model_dir, **change)
+    with pytest.raises(ModelLoadError, match=named):
+        load_model(model_dir)
+
+
+def test_card_that_is_not_json(model_dir: Path) -> None:
+    (model_dir / CARD_FILE).write_text("{not json")
+    with pytest.raises(ModelLoadError, match="invalid model card"):
+        load_model(model_dir)
+
+
+def test_card_for_another_model(model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="'toy', not 'iris'"):
+        load_model(model_dir, expected_name="iris")
+
+
+def test_library_of_another_major_version_is_refused(model_dir: Path) -> None:
+    rewrite_card(model_dir, library_versions={"joblib": "0.1"})
+    with pytest.raises(ModelLoadError, match="trained with joblib 0.1"):
+        load_model(model_dir)
+
+
+def test_errors_are_one_line(model_dir: Path) -> None:
+    (model_dir / CARD_FILE).write_text('{"name": 1}')
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(model_dir)
+    assert "\n" not in str(caught.value)

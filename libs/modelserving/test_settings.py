@@ -1,0 +1,38 @@
+import pytest
+
+from modelserving import Settings, SettingsError, load_settings
+
+
+def test_defaults_serve_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HOST", "PORT", "WORKERS", "LOG_LEVEL", "MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (settings.host, settings.port, settings.workers, settings.log_level) == ("127.0.0.1", 8000, 1, "info")
+    assert settings.model_dir is None
+
+
+def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "9001")
+    monkeypatch.setenv("WORKERS", "4")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("MAX_BATCH_SIZE", "10")
+    monkeypatch.setenv("APP_REVISION", "abc123")
+    settings = load_settings()
+    assert settings == Settings(
+        host="0.0.0.0", port=9001, workers=4, log_level="warning", max_batch_size=10, app_revision="abc123"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PORT", "eighty"), ("PORT", "70000"), ("WORKERS", "0"), ("LOG_LEVEL", "loud"), ("MAX_BODY_BYTES", "-1")],
+)
+def test_invalid_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {name}=")
+    assert repr(value) in message
+    assert "\n" not in message

@@ -1,0 +1,1 @@
+"""Titanic survival model service."""

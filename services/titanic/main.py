@@ -1,0 +1,69 @@
+"""The Titanic survival service: its model declaration and its entry points."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from fastapi import FastAPI
+
+import modelserving
+from modelserving import LoadedModel, ModelService
+from titanic.features import FEATURE_COLUMNS
+from titanic.schemas import Passenger, PredictionMetadata, SurvivalPrediction, SurvivalResponse
+
+MODEL_DIR = Path(__file__).parent / "model"
+SURVIVAL_THRESHOLD = 0.5
+
+
+def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> SurvivalResponse:
+    metadata = PredictionMetadata(titanic_model_version=model.card.version)
+    if not passengers:
+        return SurvivalResponse(predictions=[], metadata=metadata)
+    frame = pd.DataFrame(
+        [passenger.model_dump(include=set(FEATURE_COLUMNS)) for passenger in passengers],
+        columns=list(FEATURE_COLUMNS),
+    )
+    scores = model.estimator.predict_proba(frame)[:, 1]
+    return SurvivalResponse(
+        predictions=[
+            SurvivalPrediction(
+                passenger_id=passenger.PassengerId,
+                survived=int(score >= SURVIVAL_THRESHOLD),
+                score=round(float(score), 6),
+            )
+            for passenger, score in zip(passengers, scores)
+        ],
+        metadata=metadata,
+    )
+
+
+SERVICE = ModelService(
+    name="titanic",
+    title="Titanic survival",
+    description="Predicts whether Titanic passengers survived, from their passenger-list records.",
+    model_dir=MODEL_DIR,
+    predict_path="/predict_survival_by_passengers",
+    predict_summary="Predict survival for a list of passengers",
+    item_type=Passenger,
+    response_type=SurvivalResponse,
+    predict=predict_survival,
+    examples=[
+        Passenger(
+            PassengerId=1, Pclass=3, Name="Braund, Mr. Owen Harris", Sex="male", Age=22, SibSp=1,
+            Parch=0, Ticket="A/5 21171", Fare=7.25, Cabin=None, Embarked="S",
+        ),
+        Passenger(PassengerId=2, Pclass=1, Name="Cumings, Mrs. John Bradley", Sex="female", SibSp=1, Parch=0),
+    ],
+)
+
+
+def create_app() -> FastAPI:
+    return modelserving.create_app(SERVICE)
+
+
+def main() -> None:
+    modelserving.serve(SERVICE, app_factory="titanic.main:create_app")
+
+
+if __name__ == "__main__":
+    main()

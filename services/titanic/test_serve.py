@@ -1,0 +1,89 @@
+"""The real server process: settings from the environment, JSON logs, clean start and stop."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from titanic.main import SERVICE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(**env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "titanic.main"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    process = start(PORT=str(port), APP_REVISION="test-rev", LOG_LEVEL="INFO")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"server did not become ready: {process.communicate()[1][-2000:]}")
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+
+
+def test_serves_predictions_over_http(server: tuple[subprocess.Popen[str], str]) -> None:
+    _, url = server
+    passengers = [example.model_dump() for example in SERVICE.examples]
+    response = httpx.post(f"{url}/predict_survival_by_passengers", json=passengers)
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == 2
+    assert httpx.get(f"{url}/health_check").json()["app_revision"] == "test-rev"
+
+
+def test_sigterm_stops_cleanly_with_json_logs(server: tuple[subprocess.Popen[str], str]) -> None:
+    process, url = server
+    httpx.get(f"{url}/livez", headers={"X-Request-ID": "trace-me"})
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    access = [r for r in records if r.get("request_id") == "trace-me"]
+    assert access and access[0]["path"] == "/livez" and access[0]["status"] == 200
+    assert any(r["message"] == "model ready" for r in records)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"PORT": "eighty"}, "invalid setting PORT='eighty'"),
+        ({"WORKERS": "0"}, "invalid setting WORKERS='0'"),
+        ({"MODEL_DIR": "/nonexistent"}, "model card not found: /nonexistent/model_card.json"),
+    ],
+)
+def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> None:
+    process = start(**env)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert expected in lines[0]
