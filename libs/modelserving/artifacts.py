@@ -7,11 +7,12 @@ are unpickled, so a swapped or damaged file is never executed.
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -77,7 +78,7 @@ def save_model(
     card = ModelCard(
         name=name,
         version=version,
-        created=datetime.now(timezone.utc).replace(microsecond=0),
+        created=datetime.now(UTC).replace(microsecond=0),
         artifact=artifact,
         artifact_sha256=sha256_of(payload),
         training_data_sha256=sha256_of(training_data),
@@ -137,5 +138,7 @@ def load_model(
     try:
         estimator = deserialize(payload)
     except Exception as error:  # any failure to deserialise means the artifact is unusable
-        raise ModelLoadError(f"model artifact {artifact_path} cannot be loaded: {type(error).__name__}: {error}") from None
+        raise ModelLoadError(
+            f"model artifact {artifact_path} cannot be loaded: {type(error).__name__}: {error}"
+        ) from None
     return LoadedModel(estimator=estimator, card=card)

@@ -7,6 +7,7 @@ or a bad artifact stops the process with one clear line and a non-zero exit.
 import logging
 import signal
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -18,7 +19,7 @@ from modelserving.settings import SettingsError, load_settings
 log = logging.getLogger("modelserving")
 
 
-def serve(service: ModelService, app_factory: str) -> None:
+def serve(service: ModelService[Any, Any], app_factory: str) -> None:
     """Run `app_factory` ("package.module:function") under uvicorn with the env settings."""
     try:
         settings = load_settings()

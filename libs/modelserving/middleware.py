@@ -4,10 +4,12 @@ Written as plain ASGI (not BaseHTTPMiddleware) so it adds no task or buffering
 per request and can refuse an oversize body before reading it.
 """
 
+import contextlib
 import logging
 import re
 import time
 import uuid
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserving.errors import error_response
@@ -74,10 +76,8 @@ class RequestContextMiddleware:
             elif declared > self.max_body_bytes:
                 await self._too_large(scope, receive, send_with_id)
             else:
-                try:
+                with contextlib.suppress(BodyTooLarge):
                     await self.app(scope, receive_within_limit, send_unless_too_large)
-                except BodyTooLarge:
-                    pass
                 if too_large and not response_started:
                     await self._too_large(scope, receive, send_with_id)
         finally:

@@ -6,16 +6,18 @@ error bodies, request ids and access logs, and loading of the verified model.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Body, FastAPI, Request, Response
+from fastapi import Body, FastAPI, Response
+from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -75,9 +77,9 @@ class _Runtime:
 
 
 def create_app(service: ModelService[Any, Any], settings: Settings | None = None) -> FastAPI:
-    settings = settings or load_settings()
-    model_dir = settings.model_dir or service.model_dir
-    runtime = _Runtime(booted_at=datetime.now(timezone.utc))
+    config = settings or load_settings()
+    model_dir = config.model_dir or service.model_dir
+    runtime = _Runtime(booted_at=datetime.now(UTC))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,29 +96,32 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     app = FastAPI(
         title=service.title or f"{service.name} model service",
         description=service.description,
-        version=settings.app_revision,
+        version=config.app_revision,
         lifespan=lifespan,
         responses={500: {"model": ErrorBody, "description": "Unexpected error"}},
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # mypy 1.1 cannot match Starlette's ParamSpec-based middleware factory type.
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)  # type: ignore
 
-    batch_example = {
+    batch_example: dict[str, Example] = {
         "batch": {
             "summary": f"{len(service.examples)} rows",
             "value": [item.model_dump(mode="json") for item in service.examples],
         }
     }
-    Batch = Annotated[
-        list[service.item_type],  # type: ignore[name-defined]
-        Field(max_length=settings.max_batch_size),
-        Body(openapi_examples=batch_example),
-    ]
 
-    def predict(batch: Batch) -> Any:
+    def predict(batch: list[Any]) -> Any:
         if runtime.model is None:
             return error_response(503, "model not loaded yet")
         return service.predict(runtime.model, batch)
+
+    # The body's item type is the service's, so FastAPI is given it at run time.
+    predict.__annotations__["batch"] = Annotated[
+        list[service.item_type],  # type: ignore[name-defined]
+        Field(max_length=config.max_batch_size),
+        Body(openapi_examples=batch_example),
+    ]
 
     app.add_api_route(
         service.predict_path,
@@ -124,7 +129,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         methods=["POST"],
         response_model=service.response_type,
         summary=service.predict_summary,
-        description=f"At most {settings.max_batch_size} rows per request.",
+        description=f"At most {config.max_batch_size} rows per request.",
         responses=ERROR_RESPONSES,
         tags=list(service.tags) or ["prediction"],
     )
@@ -140,8 +145,8 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
             health="ok" if runtime.ready else "starting",
             booted_at=runtime.booted_at,
             model=ModelInfo(name=service.name, version=card.version if card else "unloaded"),
-            app_revision=settings.app_revision,
-            environment=settings.environment,
+            app_revision=config.app_revision,
+            environment=config.environment,
         )
 
     @app.get("/health_check/load_balancer", tags=["health"], response_class=Response)
@@ -182,7 +187,5 @@ def _drain_on_sigterm(runtime: _Runtime) -> None:
         if callable(previous):
             previous(signum, frame)
 
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread (a test client): nothing to chain
         signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. a test client): nothing to chain
-        pass

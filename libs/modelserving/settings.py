@@ -18,18 +18,22 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
-    host: str = Field("127.0.0.1", min_length=1, description="Interface to bind; 0.0.0.0 in containers.")
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64, description="Worker processes.")
-    log_level: LogLevel = "info"
-    max_batch_size: int = Field(1000, ge=1, le=100_000, description="Most rows one request may carry.")
-    max_body_bytes: int = Field(
-        1_048_576, ge=1024, le=1 << 30, description="Larger request bodies get 413, unread."
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Interface to bind; 0.0.0.0 in containers."
     )
-    model_dir: Path | None = Field(None, description="Directory with the model card and artifact.")
-    app_revision: str = Field("unknown", description="Source revision of the running build.")
-    environment: str = Field("dev", min_length=1, description="Deployment environment name.")
-    graceful_shutdown_seconds: float = Field(20.0, ge=0, le=3600)
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    log_level: LogLevel = "info"
+    max_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Most rows one request may carry."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, le=1 << 30, description="Larger request bodies get 413, unread."
+    )
+    model_dir: Path | None = Field(default=None, description="Directory with the model card and artifact.")
+    app_revision: str = Field(default="unknown", description="Source revision of the running build.")
+    environment: str = Field(default="dev", min_length=1, description="Deployment environment name.")
+    graceful_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserving import ModelService, Settings, create_app
+from modelserving import ModelLoadError, ModelService, Settings, create_app
 
 LIMITS = Settings(max_batch_size=3, max_body_bytes=2048, app_revision="rev-42", environment="test")
 
@@ -18,7 +18,7 @@ def client(toy_service: ModelService[Any, Any]) -> Iterator[TestClient]:
         yield started
 
 
-def assert_error_body(response_json: dict, status: int) -> None:
+def assert_error_body(response_json: dict[str, Any], status: int) -> None:
     assert response_json["status"] == status
     assert isinstance(response_json["error"], str) and response_json["error"]
     assert response_json["request_id"]
@@ -83,9 +83,8 @@ def test_not_ready_after_shutdown(toy_service: ModelService[Any, Any]) -> None:
 
 def test_broken_model_fails_start_up(toy_service: ModelService[Any, Any], model_dir: Path) -> None:
     (model_dir / "model.joblib").write_bytes(b"tampered")
-    with pytest.raises(Exception, match="sha256"):
-        with TestClient(create_app(toy_service, LIMITS)):
-            pass
+    with pytest.raises(ModelLoadError, match="sha256"), TestClient(create_app(toy_service, LIMITS)):
+        pass
 
 
 def test_validation_error_names_the_field(client: TestClient) -> None:
@@ -97,7 +96,7 @@ def test_validation_error_names_the_field(client: TestClient) -> None:
     assert "body[1].x" in body["error"]
 
 
-@pytest.mark.parametrize("raw", [b"[{\"x\": NaN}]", b"[{\"x\": Infinity}]", b"[{\"x\": 1e400}]"])
+@pytest.mark.parametrize("raw", [b'[{"x": NaN}]', b'[{"x": Infinity}]', b'[{"x": 1e400}]'])
 def test_non_finite_numbers_are_rejected(client: TestClient, raw: bytes) -> None:
     response = client.post("/scale", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
@@ -105,7 +104,7 @@ def test_non_finite_numbers_are_rejected(client: TestClient, raw: bytes) -> None
 
 
 def test_malformed_json_is_a_422(client: TestClient) -> None:
-    response = client.post("/scale", content=b"[{\"x\": ", headers={"content-type": "application/json"})
+    response = client.post("/scale", content=b'[{"x": ', headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert_error_body(response.json(), 422)
 
@@ -123,7 +122,9 @@ def test_batch_over_the_limit_says_the_limit(client: TestClient) -> None:
 
 
 def test_declared_oversize_body_gets_413(client: TestClient) -> None:
-    response = client.post("/scale", content=b"[" + b" " * 4096 + b"]", headers={"content-type": "application/json"})
+    response = client.post(
+        "/scale", content=b"[" + b" " * 4096 + b"]", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert_error_body(response.json(), 413)
     assert "2048 bytes" in response.json()["error"]
@@ -133,7 +134,7 @@ def test_streamed_oversize_body_gets_413(client: TestClient) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"["
         for _ in range(100):
-            yield b"{\"x\": 1}," * 10
+            yield b'{"x": 1},' * 10
 
     response = client.post("/scale", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
@@ -165,7 +166,9 @@ def test_request_id_is_made_when_absent_or_unusable(client: TestClient, offered:
     assert made != offered and len(made) == 32
 
 
-def test_access_log_is_one_json_record_per_request(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_is_one_json_record_per_request(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     from modelserving.logs import JsonFormatter
 
     with caplog.at_level(logging.INFO, logger="modelserving.access"):

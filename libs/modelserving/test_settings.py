@@ -7,7 +7,12 @@ def test_defaults_serve_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HOST", "PORT", "WORKERS", "LOG_LEVEL", "MODEL_DIR"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
-    assert (settings.host, settings.port, settings.workers, settings.log_level) == ("127.0.0.1", 8000, 1, "info")
+    assert (settings.host, settings.port, settings.workers, settings.log_level) == (
+        "127.0.0.1",
+        8000,
+        1,
+        "info",
+    )
     assert settings.model_dir is None
 
 
@@ -26,9 +31,17 @@ def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "eighty"), ("PORT", "70000"), ("WORKERS", "0"), ("LOG_LEVEL", "loud"), ("MAX_BODY_BYTES", "-1")],
+    [
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("WORKERS", "0"),
+        ("LOG_LEVEL", "loud"),
+        ("MAX_BODY_BYTES", "-1"),
+    ],
 )
-def test_invalid_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+def test_invalid_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as caught:
         load_settings()

@@ -28,10 +28,10 @@ def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> Sur
         predictions=[
             SurvivalPrediction(
                 passenger_id=passenger.PassengerId,
-                survived=int(score >= SURVIVAL_THRESHOLD),
+                survived=1 if score >= SURVIVAL_THRESHOLD else 0,
                 score=round(float(score), 6),
             )
-            for passenger, score in zip(passengers, scores)
+            for passenger, score in zip(passengers, scores, strict=True)
         ],
         metadata=metadata,
     )
@@ -49,8 +49,17 @@ SERVICE = ModelService(
     predict=predict_survival,
     examples=[
         Passenger(
-            PassengerId=1, Pclass=3, Name="Braund, Mr. Owen Harris", Sex="male", Age=22, SibSp=1,
-            Parch=0, Ticket="A/5 21171", Fare=7.25, Cabin=None, Embarked="S",
+            PassengerId=1,
+            Pclass=3,
+            Name="Braund, Mr. Owen Harris",
+            Sex="male",
+            Age=22,
+            SibSp=1,
+            Parch=0,
+            Ticket="A/5 21171",
+            Fare=7.25,
+            Cabin=None,
+            Embarked="S",
         ),
         Passenger(PassengerId=2, Pclass=1, Name="Cumings, Mrs. John Bradley", Sex="female", SibSp=1, Parch=0),
     ],

@@ -31,16 +31,22 @@ class Passenger(BaseModel):
 
     PassengerId: int = Field(ge=0, le=2**63 - 1, description="Caller's id, echoed as passenger_id.")
     Pclass: Literal[1, 2, 3] = Field(description="Ticket class: 1st, 2nd or 3rd.")
-    Name: str = Field(min_length=1, max_length=200, description="Full name with title, e.g. 'Smith, Mrs. Jane'.")
+    Name: str = Field(
+        min_length=1, max_length=200, description="Full name with title, e.g. 'Smith, Mrs. Jane'."
+    )
     Sex: Literal["male", "female"]
-    Age: float | None = Field(None, ge=0, le=120, allow_inf_nan=False, description="Years; null if unknown.")
+    Age: float | None = Field(
+        default=None, ge=0, le=120, allow_inf_nan=False, description="Years; null if unknown."
+    )
     SibSp: int = Field(ge=0, le=20, description="Siblings and spouses aboard.")
     Parch: int = Field(ge=0, le=20, description="Parents and children aboard.")
-    Ticket: str | None = Field(None, max_length=50)
-    Fare: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False, description="Ticket price in pounds.")
-    Cabin: str | None = Field(None, max_length=50, description="Cabin number(s); null if unknown.")
+    Ticket: str | None = Field(default=None, max_length=50)
+    Fare: float | None = Field(
+        default=None, ge=0, le=10_000, allow_inf_nan=False, description="Ticket price in pounds."
+    )
+    Cabin: str | None = Field(default=None, max_length=50, description="Cabin number(s); null if unknown.")
     Embarked: Literal["C", "Q", "S"] | None = Field(
-        None, description="Port: C = Cherbourg, Q = Queenstown, S = Southampton."
+        default=None, description="Port: C = Cherbourg, Q = Queenstown, S = Southampton."
     )
 
 

@@ -39,7 +39,9 @@ def with_changes(**changes: Any) -> dict[str, Any]:
 
 
 def test_prediction_keeps_the_original_contract(client: TestClient) -> None:
-    response = predict(client, [PASSENGER, with_changes(PassengerId=893, Sex="female", Name="Wilkes, Mrs. James")])
+    response = predict(
+        client, [PASSENGER, with_changes(PassengerId=893, Sex="female", Name="Wilkes, Mrs. James")]
+    )
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"predictions", "metadata"}

@@ -4,31 +4,33 @@ from pathlib import Path
 
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
+from titanic import train
 from titanic.features import build_pipeline, cross_validated_accuracy, load_training_data
 from titanic.main import MODEL_DIR
-from titanic.train import DATA, SEED, main as train
 
 MIN_CV_ACCURACY = 0.82
 
 
 def test_retrained_model_reaches_the_accuracy_bar() -> None:
-    frame, survived = load_training_data(DATA)
+    frame, survived = load_training_data(train.DATA)
     assert len(frame) == 891
-    accuracy = cross_validated_accuracy(build_pipeline(SEED), frame, survived, folds=5, random_state=SEED)
+    accuracy = cross_validated_accuracy(
+        build_pipeline(train.SEED), frame, survived, folds=5, random_state=train.SEED
+    )
     print(f"5-fold CV accuracy: {accuracy:.4f}")
     assert accuracy >= MIN_CV_ACCURACY
 
 
 def test_committed_model_matches_its_card_and_the_committed_data() -> None:
     committed = load_model(MODEL_DIR, expected_name="titanic")
-    assert committed.card.training_data_sha256 == sha256_of(DATA.read_bytes())
+    assert committed.card.training_data_sha256 == sha256_of(train.DATA.read_bytes())
     assert committed.card.metrics["cv5_accuracy"] >= MIN_CV_ACCURACY
 
 
 def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: Path) -> None:
-    train(["--output-dir", str(tmp_path)])
+    train.main(["--output-dir", str(tmp_path)])
     retrained = load_model(tmp_path, expected_name="titanic")
     committed = load_model(MODEL_DIR, expected_name="titanic")
     assert retrained.card.metrics == committed.card.metrics
-    frame, _ = load_training_data(DATA)
+    frame, _ = load_training_data(train.DATA)
     assert (retrained.estimator.predict_proba(frame) == committed.estimator.predict_proba(frame)).all()

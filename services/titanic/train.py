@@ -17,7 +17,9 @@ SEED = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="labelled passengers CSV")
     parser.add_argument("--output-dir", type=Path, default=Path("services/titanic/model"))
     parser.add_argument("--version", default=MODEL_VERSION, help="model version recorded in the card")
