@@ -5,12 +5,22 @@ function) and gets a complete, production-shaped FastAPI app from `create_app`,
 served by `serve`.
 """
 
-from modelserving.artifacts import LoadedModel, ModelCard, ModelLoadError, load_model, save_model
+from modelserving.artifacts import (
+    JOBLIB,
+    ArtifactFormat,
+    LoadedModel,
+    ModelCard,
+    ModelLoadError,
+    load_model,
+    save_model,
+)
 from modelserving.cli import serve
 from modelserving.service import ModelService, create_app
 from modelserving.settings import Settings, SettingsError, load_settings
 
 __all__ = [
+    "JOBLIB",
+    "ArtifactFormat",
     "LoadedModel",
     "ModelCard",
     "ModelLoadError",

@@ -34,11 +34,32 @@ class ModelCard(BaseModel):
     created: datetime
     artifact: str = Field(min_length=1, description="File name of the artifact, next to the card.")
     artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    artifact_format: str = "joblib"
+    artifact_format: str = Field(min_length=1, examples=["joblib"])
     training_data_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     metrics: dict[str, float]
     library_versions: dict[str, str]
     description: str = ""
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    """How a model becomes bytes and back. Loading never runs `load` on unverified bytes."""
+
+    name: str
+    filename: str
+    dump: Callable[[Any], bytes]
+    load: Callable[[bytes], Any]
+
+
+def _joblib_dump(estimator: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer, compress=3)
+    return buffer.getvalue()
+
+
+JOBLIB = ArtifactFormat(
+    "joblib", "model.joblib", _joblib_dump, lambda payload: joblib.load(io.BytesIO(payload))
+)
 
 
 @dataclass(frozen=True)
@@ -67,19 +88,18 @@ def save_model(
     metrics: dict[str, float],
     libraries: tuple[str, ...],
     description: str = "",
-    artifact: str = "model.joblib",
+    artifact_format: ArtifactFormat = JOBLIB,
 ) -> ModelCard:
-    """Write the artifact with joblib and a card describing it; return the card."""
+    """Write the artifact and a card describing it; return the card."""
     directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer, compress=3)
-    payload = buffer.getvalue()
-    (directory / artifact).write_bytes(payload)
+    payload = artifact_format.dump(estimator)
+    (directory / artifact_format.filename).write_bytes(payload)
     card = ModelCard(
         name=name,
         version=version,
         created=datetime.now(UTC).replace(microsecond=0),
-        artifact=artifact,
+        artifact=artifact_format.filename,
+        artifact_format=artifact_format.name,
         artifact_sha256=sha256_of(payload),
         training_data_sha256=sha256_of(training_data),
         metrics=metrics,
@@ -118,12 +138,16 @@ def load_model(
     directory: Path,
     *,
     expected_name: str | None = None,
-    deserialize: Callable[[bytes], Any] = lambda payload: joblib.load(io.BytesIO(payload)),
+    artifact_format: ArtifactFormat = JOBLIB,
 ) -> LoadedModel:
     """Verify the card and the artifact's sha256, then deserialise it; ModelLoadError otherwise."""
     card = read_card(directory)
     if expected_name is not None and card.name != expected_name:
         raise ModelLoadError(f"model card in {directory} is for {card.name!r}, not {expected_name!r}")
+    if card.artifact_format != artifact_format.name:
+        raise ModelLoadError(
+            f"model card in {directory} is for a {card.artifact_format} artifact, not {artifact_format.name}"
+        )
     _check_library_versions(card)
     artifact_path = directory / card.artifact
     try:
@@ -136,7 +160,7 @@ def load_model(
             f"model artifact {artifact_path} has sha256 {actual}, but its card says {card.artifact_sha256}"
         )
     try:
-        estimator = deserialize(payload)
+        estimator = artifact_format.load(payload)
     except Exception as error:  # any failure to deserialise means the artifact is unusable
         raise ModelLoadError(
             f"model artifact {artifact_path} cannot be loaded: {type(error).__name__}: {error}"

@@ -21,7 +21,7 @@ from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from modelserving.artifacts import LoadedModel, load_model
+from modelserving.artifacts import JOBLIB, ArtifactFormat, LoadedModel, load_model
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.middleware import RequestContextMiddleware
 from modelserving.settings import Settings, load_settings
@@ -47,6 +47,7 @@ class ModelService(Generic[Item, Prediction]):
     description: str = ""
     predict_summary: str = "Predict for a batch of rows"
     tags: Sequence[str] = field(default_factory=tuple)
+    artifact_format: ArtifactFormat = JOBLIB
 
 
 class ModelInfo(BaseModel):
@@ -83,7 +84,9 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = await asyncio.to_thread(load_model, model_dir, expected_name=service.name)
+        loaded = await asyncio.to_thread(
+            load_model, model_dir, expected_name=service.name, artifact_format=service.artifact_format
+        )
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
         runtime.model = loaded
         runtime.ready = True

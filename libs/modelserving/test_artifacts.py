@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserving import ModelLoadError, load_model
+from modelserving import ArtifactFormat, ModelLoadError, load_model
 from modelserving.artifacts import CARD_FILE, sha256_of
 
 
@@ -88,3 +88,9 @@ def test_errors_are_one_line(model_dir: Path) -> None:
     with pytest.raises(ModelLoadError) as caught:
         load_model(model_dir)
     assert "\n" not in str(caught.value)
+
+
+def test_artifact_of_another_format_is_refused(model_dir: Path) -> None:
+    other = ArtifactFormat("xgboost-ubj", "model.ubj", dump=bytes, load=bytes)
+    with pytest.raises(ModelLoadError, match="joblib artifact, not xgboost-ubj"):
+        load_model(model_dir, artifact_format=other)
