@@ -5,6 +5,7 @@ function) and gets a complete, production-shaped FastAPI app from `create_app`,
 served by `serve`.
 """
 
+from modelserving.app import create_app
 from modelserving.artifacts import (
     JOBLIB,
     ArtifactFormat,
@@ -15,7 +16,7 @@ from modelserving.artifacts import (
     save_model,
 )
 from modelserving.cli import serve
-from modelserving.service import ModelService, create_app
+from modelserving.service import ModelService
 from modelserving.settings import Settings, SettingsError, load_settings
 
 __all__ = [

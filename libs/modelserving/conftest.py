@@ -13,8 +13,12 @@ class Row(BaseModel):
     x: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
 
 
+class ScaledValue(BaseModel):
+    value: float
+
+
 class Scaled(BaseModel):
-    values: list[float]
+    predictions: list[ScaledValue]
     version: str
 
 
@@ -26,7 +30,8 @@ class Scaler:
 
 
 def scale(model: LoadedModel, rows: Sequence[Row]) -> Scaled:
-    return Scaled(values=[row.x * model.estimator.factor for row in rows], version=model.card.version)
+    scaled = [ScaledValue(value=row.x * model.estimator.factor) for row in rows]
+    return Scaled(predictions=scaled, version=model.card.version)
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """One JSON error body for every 4xx and 5xx, never a stack trace.
 
+Open Inference Protocol routes (/v2/...) answer with that protocol's own
+`{"error": "..."}` body instead, and invalid v2 requests are 400s.
+
     {"error": "body[0].Pclass: Input should be 1, 2 or 3", "status": 422,
      "request_id": "...", "fields": [{"field": "body[0].Pclass", "message": "...", "type": "literal_error"}]}
 """
@@ -47,6 +50,10 @@ def field_path(location: Sequence[Any]) -> str:
     return path
 
 
+def _is_protocol_route(request: Request) -> bool:
+    return request.url.path == "/v2" or request.url.path.startswith("/v2/")
+
+
 def _validation_failed(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     fields = [
@@ -56,12 +63,17 @@ def _validation_failed(request: Request, error: Exception) -> JSONResponse:
     summary = "; ".join(f"{item.field}: {item.message}" for item in fields[:5])
     if len(fields) > 5:
         summary += f"; and {len(fields) - 5} more"
+    if _is_protocol_route(request):
+        return JSONResponse({"error": summary or "invalid request"}, status_code=400)
     return error_response(422, summary or "invalid request", fields)
 
 
 def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
-    response = error_response(error.status_code, str(error.detail))
+    if _is_protocol_route(request):
+        response = JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+    else:
+        response = error_response(error.status_code, str(error.detail))
     response.headers.update(error.headers or {})
     return response
 

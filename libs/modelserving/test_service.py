@@ -28,7 +28,7 @@ def assert_error_body(response_json: dict[str, Any], status: int) -> None:
 def test_predicts_with_the_loaded_model(client: TestClient) -> None:
     response = client.post("/scale", json=[{"x": 1.5}, {"x": -2}])
     assert response.status_code == 200
-    assert response.json() == {"values": [4.5, -6.0], "version": "7.1"}
+    assert response.json() == {"predictions": [{"value": 4.5}, {"value": -6.0}], "version": "7.1"}
 
 
 def test_root_redirects_to_docs(client: TestClient) -> None:

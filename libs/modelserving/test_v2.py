@@ -1,0 +1,166 @@
+"""The Open Inference Protocol routes, on the toy service (one float field `x`, output `value`)."""
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modelserving import ModelService, Settings, create_app
+
+LIMITS = Settings(max_batch_size=3, app_revision="rev-9")
+INFER = "/v2/models/toy/infer"
+
+
+@pytest.fixture
+def client(toy_service: ModelService[Any, Any]) -> Iterator[TestClient]:
+    with TestClient(create_app(toy_service, LIMITS)) as started:
+        yield started
+
+
+@pytest.fixture
+def tensor_client(toy_service: ModelService[Any, Any]) -> Iterator[TestClient]:
+    service = dataclasses.replace(toy_service, v2_tensor_input="features")
+    with TestClient(create_app(service, LIMITS)) as started:
+        yield started
+
+
+def x_input(data: list[Any], shape: list[int] | None = None, datatype: str = "FP64") -> dict[str, Any]:
+    return {"name": "x", "shape": shape or [len(data)], "datatype": datatype, "data": data}
+
+
+def assert_protocol_error(response: Any, status: int, *mentions: str) -> None:
+    assert response.status_code == status
+    body = response.json()
+    assert list(body) == ["error"]
+    for mention in mentions:
+        assert mention in body["error"]
+
+
+def test_server_metadata_and_health(client: TestClient) -> None:
+    assert client.get("/v2").json() == {"name": "toy", "version": "rev-9", "extensions": []}
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/toy/ready").json() == {"ready": True}
+    assert client.get("/v2/models/toy/versions/7.1/ready").json() == {"ready": True}
+
+
+def test_model_metadata_declares_inputs_and_outputs(client: TestClient) -> None:
+    metadata = client.get("/v2/models/toy").json()
+    assert metadata["name"] == "toy"
+    assert metadata["versions"] == ["7.1"]
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP64", "shape": [-1], "parameters": None}]
+    assert metadata["outputs"] == [{"name": "value", "datatype": "FP64", "shape": [-1], "parameters": None}]
+
+
+def test_infer_matches_the_typed_route(client: TestClient) -> None:
+    typed = client.post("/scale", json=[{"x": 1.5}, {"x": -2}]).json()
+    response = client.post(INFER, json={"id": "req-1", "inputs": [x_input([1.5, -2])]})
+    assert response.status_code == 200
+    assert response.json() == {
+        "model_name": "toy",
+        "model_version": "7.1",
+        "id": "req-1",
+        "parameters": None,
+        "outputs": [
+            {
+                "name": "value",
+                "shape": [2],
+                "datatype": "FP64",
+                "parameters": None,
+                "data": [p["value"] for p in typed["predictions"]],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(("data", "shape"), [([[1.0], [2.0]], [2, 1]), ([1, 2], [2])])
+def test_nested_data_and_integer_values(client: TestClient, data: list[Any], shape: list[int]) -> None:
+    response = client.post("/v2/models/toy/versions/7.1/infer", json={"inputs": [x_input(data, shape)]})
+    assert response.status_code == 200
+    assert response.json()["outputs"][0]["data"] == [3.0, 6.0]
+
+
+def test_id_defaults_to_the_request_id(client: TestClient) -> None:
+    response = client.post(INFER, json={"inputs": [x_input([1.0])]}, headers={"X-Request-ID": "from-header"})
+    assert response.json()["id"] == "from-header"
+
+
+def test_unknown_model_or_version_is_404(client: TestClient) -> None:
+    assert_protocol_error(client.get("/v2/models/iris"), 404, "model 'iris' not found")
+    assert_protocol_error(client.post("/v2/models/iris/infer", json={"inputs": [x_input([1])]}), 404, "iris")
+    assert_protocol_error(client.get("/v2/models/toy/versions/9/ready"), 404, "version '9'")
+
+
+@pytest.mark.parametrize(
+    ("inputs", "mentions"),
+    [
+        ([x_input(["a"], datatype="BYTES")], ["input 'x'", "datatype must be FP64, got BYTES"]),
+        ([x_input([1.0, 2.0], shape=[3])], ["input 'x'", "needs 3 elements, data has 2"]),
+        ([x_input([1.0], shape=[1, 2])], ["input 'x'", "shape must be [N] or [N, 1]"]),
+        ([{"name": "y", "shape": [1], "datatype": "FP64", "data": [1]}], ["input 'y' is not an input"]),
+        ([x_input([5000.0])], ["input 'x', row 0", "less than or equal to 1000"]),
+        ([x_input([1.0, 2.0, 3.0, 4.0])], ["4 rows exceed the limit of 3"]),
+        ([x_input([1.0]), x_input([2.0])], ["only once"]),
+    ],
+)
+def test_bad_inputs_are_400_naming_the_input(
+    client: TestClient, inputs: list[Any], mentions: list[str]
+) -> None:
+    assert_protocol_error(client.post(INFER, json={"inputs": inputs}), 400, *mentions)
+
+
+def test_non_finite_values_are_400(client: TestClient) -> None:
+    body = b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [NaN]}]}'
+    response = client.post(INFER, content=body, headers={"content-type": "application/json"})
+    assert_protocol_error(response, 400, "input 'x', row 0")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"inputs": []}, {"inputs": [{"name": "x", "shape": [1], "datatype": "FP99", "data": [1]}]}, [1, 2]],
+)
+def test_malformed_requests_are_400_with_the_protocol_body(client: TestClient, body: Any) -> None:
+    assert_protocol_error(client.post(INFER, json=body), 400)
+
+
+def test_requested_outputs(client: TestClient) -> None:
+    wanted = client.post(INFER, json={"inputs": [x_input([1.0])], "outputs": [{"name": "value"}]})
+    assert [output["name"] for output in wanted.json()["outputs"]] == ["value"]
+    unknown = client.post(INFER, json={"inputs": [x_input([1.0])], "outputs": [{"name": "nope"}]})
+    assert_protocol_error(unknown, 400, "output 'nope'")
+
+
+def test_unknown_v2_route_is_a_protocol_404(client: TestClient) -> None:
+    assert_protocol_error(client.get("/v2/nope"), 404)
+
+
+def test_not_ready_before_the_model_is_loaded(toy_service: ModelService[Any, Any]) -> None:
+    client = TestClient(create_app(toy_service, LIMITS))  # lifespan not run
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/models/toy/ready").json() == {"ready": False}
+    assert_protocol_error(client.post(INFER, json={"inputs": [x_input([1.0])]}), 503, "not ready")
+
+
+@pytest.mark.parametrize("name", ["features", "anything"])
+def test_tensor_input_under_its_name_or_as_the_only_input(tensor_client: TestClient, name: str) -> None:
+    tensor = {"name": name, "shape": [2, 1], "datatype": "FP32", "data": [[1.0], [2.0]]}
+    response = tensor_client.post(INFER, json={"inputs": [tensor]})
+    assert response.status_code == 200
+    assert response.json()["outputs"][0]["data"] == [3.0, 6.0]
+
+
+def test_tensor_input_metadata_and_errors(tensor_client: TestClient) -> None:
+    (declared,) = tensor_client.get("/v2/models/toy").json()["inputs"]
+    assert (declared["name"], declared["datatype"], declared["shape"]) == ("features", "FP32", [-1, 1])
+    wide = {"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}
+    assert_protocol_error(tensor_client.post(INFER, json={"inputs": [wide]}), 400, "'features'", "[N, 1]")
+    text = {"name": "features", "shape": [1, 1], "datatype": "BYTES", "data": ["a"]}
+    assert_protocol_error(
+        tensor_client.post(INFER, json={"inputs": [text]}), 400, "'features'", "FP32 or FP64"
+    )
+    big = {"name": "features", "shape": [1, 1], "datatype": "FP64", "data": [1e6]}
+    assert_protocol_error(
+        tensor_client.post(INFER, json={"inputs": [big]}), 400, "'features' column 'x', row 0"
+    )

@@ -1,0 +1,414 @@
+"""The Open Inference Protocol (v2), as KServe, Seldon MLServer and Triton clients speak it.
+
+Every service gets these routes from its `ModelService` alone:
+
+    GET  /v2                                  server metadata
+    GET  /v2/health/live, /v2/health/ready    server health
+    GET  /v2/models/{name}[/versions/{v}]     model metadata: inputs and outputs
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer
+
+Inputs become the service's typed rows, validated by the same pydantic model as
+its typed route: either one input per field (as MLServer's pandas codec sends a
+table; BYTES for strings) or, for services that declare `v2_tensor_input`, one
+numeric [N, features] tensor. The typed response's list of predictions becomes
+one output per field. Errors are the protocol's `{"error": "..."}`.
+"""
+
+import math
+import types
+import typing
+from collections.abc import Sequence
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from modelserving.errors import field_path
+from modelserving.logs import request_id
+from modelserving.service import ModelService, Runtime
+from modelserving.settings import Settings
+
+PROTOCOL_PREFIX = "/v2"
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+INTEGERS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
+FLOATS = frozenset({"FP16", "FP32", "FP64"})
+# What each Python field type accepts, and the datatype metadata declares for it.
+ACCEPTED: dict[type, tuple[frozenset[str], Datatype]] = {
+    bool: (frozenset({"BOOL"}), "BOOL"),
+    int: (INTEGERS, "INT64"),
+    float: (FLOATS | INTEGERS, "FP64"),
+    str: (frozenset({"BYTES"}), "BYTES"),
+}
+Data = list[Any]
+
+
+class TensorMetadata(BaseModel):
+    name: str = Field(examples=["Pclass"])
+    datatype: Datatype = Field(examples=["INT64"])
+    shape: list[int] = Field(examples=[[-1]], description="-1 marks a dimension of any size.")
+    parameters: dict[str, Any] | None = None
+
+
+class ServerMetadata(BaseModel):
+    name: str = Field(examples=["titanic"])
+    version: str = Field(examples=["3f2c1e0"])
+    extensions: list[str] = Field(examples=[[]])
+
+
+class ModelMetadata(BaseModel):
+    name: str = Field(examples=["titanic"])
+    versions: list[str] = Field(examples=[["1.0.0"]])
+    platform: str = Field(examples=["scikit-learn"])
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class RequestInput(BaseModel):
+    name: str = Field(min_length=1, max_length=256, examples=["Pclass"])
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=8, examples=[[2]])
+    datatype: Datatype = Field(examples=["INT64"])
+    parameters: dict[str, Any] | None = None
+    data: Data = Field(description="Row-major elements, flat or nested.", examples=[[3, 1]])
+
+
+class RequestOutput(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "42",
+                    "inputs": [
+                        {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
+                    ],
+                }
+            ]
+        }
+    )
+
+    id: str | None = Field(default=None, max_length=256)
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1, max_length=1024)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: Data
+
+
+class InferenceResponse(BaseModel):
+    model_name: str = Field(examples=["titanic"])
+    model_version: str = Field(examples=["1.0.0"])
+    id: str = Field(examples=["42"])
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+class ProtocolError(Exception):
+    """A request the protocol refuses; becomes `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def protocol_error_body(message: str) -> dict[str, str]:
+    return {"error": message}
+
+
+def _base_type(annotation: Any) -> type:
+    """The scalar Python type behind Optional[...], Literal[...] and Annotated[...]."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _base_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return _base_type(next(arg for arg in typing.get_args(annotation) if arg is not type(None)))
+    if origin is Literal:
+        return type(typing.get_args(annotation)[0])
+    return origin or annotation  # type: ignore[no-any-return]
+
+
+def _field_kind(annotation: Any) -> tuple[frozenset[str], Datatype]:
+    return ACCEPTED.get(_base_type(annotation), (frozenset({"BYTES"}), "BYTES"))
+
+
+def _prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:
+    """The response field holding one prediction per row, e.g. `predictions: list[Prediction]`."""
+    for name, info in response_type.model_fields.items():
+        if typing.get_origin(info.annotation) is list:
+            (element,) = typing.get_args(info.annotation)
+            if isinstance(element, type) and issubclass(element, BaseModel):
+                return name, element
+    raise TypeError(f"{response_type.__name__} has no list-of-predictions field for v2 outputs")
+
+
+def _flatten(data: Data) -> list[Any]:
+    flat: list[Any] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        for element in stack[-1]:
+            if isinstance(element, list):
+                stack.append(iter(element))
+                break
+            flat.append(element)
+        else:
+            stack.pop()
+    return flat
+
+
+class V2Codec:
+    """Converts between protocol tensors and a service's typed rows and predictions."""
+
+    def __init__(self, service: ModelService[Any, Any], max_rows: int) -> None:
+        self.service = service
+        self.max_rows = max_rows
+        self.fields = {
+            name: _field_kind(info.annotation) for name, info in service.item_type.model_fields.items()
+        }
+        self.required = {name for name, info in service.item_type.model_fields.items() if info.is_required()}
+        row_list: Any = list[service.item_type]  # type: ignore[name-defined]
+        self.rows_adapter: TypeAdapter[list[Any]] = TypeAdapter(row_list)
+        self.list_field, prediction_type = _prediction_list_field(service.response_type)
+        self.outputs = {
+            name: self._output_kind(info.annotation) for name, info in prediction_type.model_fields.items()
+        }
+        if service.v2_tensor_input is not None:
+            numeric = all(declared in ("INT64", "FP64") for _, declared in self.fields.values())
+            if not numeric:
+                raise TypeError(f"{service.name}: a v2 tensor input needs every row field to be numeric")
+
+    @staticmethod
+    def _output_kind(annotation: Any) -> tuple[Datatype, bool]:
+        """(datatype, is it a per-row mapping that becomes a [N, K] tensor)."""
+        if typing.get_origin(annotation) is dict:
+            return _field_kind(typing.get_args(annotation)[1])[1], True
+        return _field_kind(annotation)[1], False
+
+    def metadata(self, version: str, platform: str) -> ModelMetadata:
+        if self.service.v2_tensor_input is not None:
+            inputs = [
+                TensorMetadata(
+                    name=self.service.v2_tensor_input,
+                    datatype="FP32",
+                    shape=[-1, len(self.fields)],
+                    parameters={"columns": list(self.fields), "accepts": ["FP32", "FP64"]},
+                )
+            ]
+        else:
+            inputs = [
+                TensorMetadata(
+                    name=name,
+                    datatype=declared,
+                    shape=[-1],
+                    parameters=None if name in self.required else {"optional": True},
+                )
+                for name, (_, declared) in self.fields.items()
+            ]
+        outputs = [
+            TensorMetadata(name=name, datatype=datatype, shape=[-1, -1] if mapping else [-1])
+            for name, (datatype, mapping) in self.outputs.items()
+        ]
+        return ModelMetadata(
+            name=self.service.name, versions=[version], platform=platform, inputs=inputs, outputs=outputs
+        )
+
+    def rows(self, request: InferenceRequest) -> list[Any]:
+        """The typed rows the inputs describe, or ProtocolError(400) naming the input at fault."""
+        names = [item.name for item in request.inputs]
+        if len(set(names)) != len(names):
+            raise ProtocolError(400, "each input name may appear only once")
+        tensor = self._tensor_input(request.inputs)
+        raw_rows = self._rows_from_tensor(tensor) if tensor else self._rows_from_columns(request.inputs)
+        if len(raw_rows) > self.max_rows:
+            raise ProtocolError(
+                400, f"{len(raw_rows)} rows exceed the limit of {self.max_rows} rows per request"
+            )
+        try:
+            return self.rows_adapter.validate_python(raw_rows)  # type: ignore[no-any-return]
+        except ValidationError as error:
+            issue = error.errors()[0]
+            row, *where = issue["loc"]
+            field = field_path(where)
+            source = f"{tensor.name}' column '{field}" if tensor else field
+            raise ProtocolError(400, f"input '{source}', row {row}: {issue['msg']}") from None
+
+    def _tensor_input(self, inputs: Sequence[RequestInput]) -> RequestInput | None:
+        declared = self.service.v2_tensor_input
+        if declared is None:
+            return None
+        named = [item for item in inputs if item.name == declared]
+        if named:
+            return named[0]
+        if len(inputs) == 1 and inputs[0].name not in self.fields:
+            return inputs[0]  # the only input may have any name, as in MLServer
+        return None
+
+    @staticmethod
+    def _elements(item: RequestInput) -> list[Any]:
+        elements = _flatten(item.data)
+        expected = math.prod(item.shape)
+        if len(elements) != expected:
+            raise ProtocolError(
+                400,
+                f"input '{item.name}': shape {item.shape} needs {expected} elements, "
+                f"data has {len(elements)}",
+            )
+        return elements
+
+    def _rows_from_tensor(self, tensor: RequestInput) -> list[dict[str, Any]]:
+        width = len(self.fields)
+        if len(tensor.shape) != 2 or tensor.shape[1] != width:
+            raise ProtocolError(400, f"input '{tensor.name}': shape must be [N, {width}], got {tensor.shape}")
+        if tensor.datatype not in FLOATS | INTEGERS:
+            raise ProtocolError(
+                400, f"input '{tensor.name}': datatype must be FP32 or FP64, got {tensor.datatype}"
+            )
+        elements = self._elements(tensor)
+        columns = list(self.fields)
+        return [
+            dict(zip(columns, elements[i : i + width], strict=True)) for i in range(0, len(elements), width)
+        ]
+
+    def _rows_from_columns(self, inputs: Sequence[RequestInput]) -> list[dict[str, Any]]:
+        columns: dict[str, list[Any]] = {}
+        for item in inputs:
+            if item.name not in self.fields:
+                expected = ", ".join(self.fields)
+                raise ProtocolError(
+                    400, f"input '{item.name}' is not an input of this model (expected: {expected})"
+                )
+            accepted, declared = self.fields[item.name]
+            if item.datatype not in accepted:
+                raise ProtocolError(
+                    400, f"input '{item.name}': datatype must be {declared}, got {item.datatype}"
+                )
+            if len(item.shape) > 2 or (len(item.shape) == 2 and item.shape[1] != 1):
+                raise ProtocolError(
+                    400, f"input '{item.name}': shape must be [N] or [N, 1], got {item.shape}"
+                )
+            columns[item.name] = self._elements(item)
+        missing = sorted(self.required - columns.keys())
+        if missing:
+            raise ProtocolError(400, f"input '{missing[0]}' is required")
+        lengths = {name: len(values) for name, values in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ProtocolError(400, f"inputs must all have the same number of rows, got {lengths}")
+        count = next(iter(lengths.values()))
+        return [{name: values[row] for name, values in columns.items()} for row in range(count)]
+
+    def outputs_of(self, response: BaseModel, wanted: Sequence[RequestOutput] | None) -> list[ResponseOutput]:
+        predictions: list[BaseModel] = getattr(response, self.list_field)
+        names = [output.name for output in wanted] if wanted else list(self.outputs)
+        unknown = [name for name in names if name not in self.outputs]
+        if unknown:
+            raise ProtocolError(400, f"output '{unknown[0]}' is not an output of this model")
+        return [self._output(name, predictions) for name in names]
+
+    def _output(self, name: str, predictions: Sequence[BaseModel]) -> ResponseOutput:
+        datatype, mapping = self.outputs[name]
+        values = [getattr(prediction, name) for prediction in predictions]
+        if not mapping:
+            return ResponseOutput(name=name, shape=[len(values)], datatype=datatype, data=values)
+        labels = list(values[0]) if values else []
+        return ResponseOutput(
+            name=name,
+            shape=[len(values), len(labels)],
+            datatype=datatype,
+            parameters={"labels": labels},
+            data=[value[label] for value in values for label in labels],
+        )
+
+
+def add_v2_routes(app: FastAPI, service: ModelService[Any, Any], runtime: Runtime, config: Settings) -> None:
+    codec = V2Codec(service, config.max_batch_size)
+    tags: list[str | Enum] = ["open inference protocol (v2)"]
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"description": description, "content": {"application/json": {"example": {"error": "..."}}}}
+        for status, description in {400: "Invalid request", 404: "Unknown model or version"}.items()
+    }
+    ModelName = Annotated[str, Path(examples=[service.name])]
+
+    def loaded_version(model_name: str, model_version: str | None) -> str:
+        if model_name != service.name:
+            raise ProtocolError(404, f"model '{model_name}' not found")
+        version = runtime.model.card.version if runtime.model else None
+        if version is None:
+            raise ProtocolError(503, f"model '{model_name}' is not ready")
+        if model_version is not None and model_version != version:
+            raise ProtocolError(404, f"model '{model_name}' version '{model_version}' not found")
+        return version
+
+    def model_metadata(model_name: ModelName, model_version: str | None = None) -> ModelMetadata:
+        version = loaded_version(model_name, model_version)
+        platform = next(iter(runtime.model.card.library_versions), "") if runtime.model else ""
+        return codec.metadata(version, platform)
+
+    def model_ready(model_name: ModelName, model_version: str | None = None) -> Any:
+        try:
+            loaded_version(model_name, model_version)
+        except ProtocolError as error:
+            if error.status != 503:
+                raise
+            return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
+        return ReadyResponse(ready=runtime.ready and not runtime.draining)
+
+    def infer(
+        model_name: ModelName, inference: InferenceRequest, model_version: str | None = None
+    ) -> InferenceResponse:
+        version = loaded_version(model_name, model_version)
+        assert runtime.model is not None
+        rows = codec.rows(inference)
+        response = service.predict(runtime.model, rows)
+        return InferenceResponse(
+            model_name=service.name,
+            model_version=version,
+            id=inference.id if inference.id is not None else request_id.get(),
+            outputs=codec.outputs_of(response, inference.outputs),
+        )
+
+    for base in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+        app.add_api_route(base, model_metadata, methods=["GET"], tags=tags, responses=errors)
+        app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], tags=tags, responses=errors)
+        app.add_api_route(f"{base}/infer", infer, methods=["POST"], tags=tags, responses=errors)
+
+    @app.get("/v2", tags=tags)
+    def server_metadata() -> ServerMetadata:
+        return ServerMetadata(name=service.name, version=config.app_revision, extensions=[])
+
+    @app.get("/v2/health/live", tags=tags)
+    def server_live() -> LiveResponse:
+        return LiveResponse(live=True)
+
+    @app.get("/v2/health/ready", tags=tags, responses={503: {"model": ReadyResponse}})
+    def server_ready() -> Any:
+        if runtime.ready and not runtime.draining:
+            return ReadyResponse(ready=True)
+        return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
+
+    @app.exception_handler(ProtocolError)
+    def protocol_error(request: Request, error: ProtocolError) -> JSONResponse:
+        return JSONResponse(protocol_error_body(error.message), status_code=error.status)
