@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,7 +20,9 @@ from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from modelserving import metrics
 from modelserving.artifacts import load_model
+from modelserving.docs import install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.middleware import RequestContextMiddleware
 from modelserving.service import ModelService, Runtime
@@ -53,8 +56,12 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load_started = time.perf_counter()
         loaded = await asyncio.to_thread(
             load_model, model_dir, expected_name=service.name, artifact_format=service.artifact_format
+        )
+        metrics.MODEL_LOAD_SECONDS.labels(service.name, loaded.card.version).set(
+            time.perf_counter() - load_started
         )
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
         runtime.model = loaded
@@ -71,7 +78,10 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         version=config.app_revision,
         lifespan=lifespan,
         responses={500: {"model": ErrorBody, "description": "Unexpected error"}},
+        docs_url=None,  # served from packaged assets below, not a CDN
+        redoc_url=None,
     )
+    install_offline_docs(app)
     install_error_handlers(app)
     # mypy 1.1 cannot match Starlette's ParamSpec-based middleware factory type.
     app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)  # type: ignore
@@ -86,7 +96,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     def predict(batch: list[Any]) -> Any:
         if runtime.model is None:
             return error_response(503, "model not loaded yet")
-        return service.predict(runtime.model, batch)
+        return metrics.predict(service, runtime.model, batch)
 
     # The body's item type is the service's, so FastAPI is given it at run time.
     predict.__annotations__["batch"] = Annotated[
@@ -107,6 +117,10 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     )
 
     add_v2_routes(app, service, runtime, config)
+
+    @app.get("/metrics", tags=["monitoring"], response_class=Response, summary="Prometheus metrics")
+    def prometheus_metrics() -> Response:
+        return metrics.metrics_response()
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:

@@ -5,14 +5,17 @@ or a bad artifact stops the process with one clear line and a non-zero exit.
 """
 
 import logging
+import os
 import signal
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
 
+from modelserving import metrics
 from modelserving.artifacts import ModelLoadError, load_model
-from modelserving.logs import configure_logging
+from modelserving.logs import configure_logging, logging_config
 from modelserving.service import ModelService
 from modelserving.settings import SettingsError, load_settings
 
@@ -36,6 +39,9 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
     except ModelLoadError as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
+    if settings.workers > 1 and not os.environ.get(metrics.MULTIPROCESS_DIR):
+        # Workers are fresh processes that inherit this; each writes its metrics there.
+        os.environ[metrics.MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="prometheus-")
     # uvicorn drains on SIGTERM, then re-raises it under the handler found at start;
     # with this one, a graceful shutdown ends with exit code 0, not death by signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -45,9 +51,11 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=None,
+        log_config=logging_config(settings.log_level),
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        # A worker busy importing scikit-learn on a loaded node must not be mistaken for a hung one.
+        timeout_worker_healthcheck=30,
     )

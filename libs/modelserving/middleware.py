@@ -12,6 +12,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelserving import metrics
 from modelserving.errors import error_response
 from modelserving.logs import request_id
 
@@ -39,6 +40,7 @@ class RequestContextMiddleware:
         offered = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         token = request_id.set(rid)
+        metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -81,13 +83,16 @@ class RequestContextMiddleware:
                 if too_large and not response_started:
                     await self._too_large(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.IN_FLIGHT.dec()
+            metrics.observe_request(scope, status, elapsed)
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "duration_ms": round(elapsed * 1000, 3),
                     "client": (scope.get("client") or ("", 0))[0],
                     "request_id": rid,
                 },

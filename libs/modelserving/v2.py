@@ -26,6 +26,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from modelserving import metrics
 from modelserving.errors import field_path
 from modelserving.logs import request_id
 from modelserving.service import ModelService, Runtime
@@ -382,7 +383,7 @@ def add_v2_routes(app: FastAPI, service: ModelService[Any, Any], runtime: Runtim
         version = loaded_version(model_name, model_version)
         assert runtime.model is not None
         rows = codec.rows(inference)
-        response = service.predict(runtime.model, rows)
+        response = metrics.predict(service, runtime.model, rows)
         return InferenceResponse(
             model_name=service.name,
             model_version=version,

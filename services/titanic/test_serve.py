@@ -31,11 +31,7 @@ def start(**env: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
-    process = start(PORT=str(port), APP_REVISION="test-rev", LOG_LEVEL="INFO")
-    url = f"http://127.0.0.1:{port}"
+def wait_until_ready(process: subprocess.Popen[str], url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -46,6 +42,14 @@ def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
     else:
         process.kill()
         pytest.fail(f"server did not become ready: {process.communicate()[1][-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    process = start(PORT=str(port), APP_REVISION="test-rev", LOG_LEVEL="INFO")
+    url = f"http://127.0.0.1:{port}"
+    wait_until_ready(process, url)
     yield process, url
     if process.poll() is None:
         process.kill()
@@ -87,3 +91,27 @@ def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> N
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert expected in lines[0]
+
+
+def test_metrics_add_up_across_workers() -> None:
+    port = free_port()
+    process = start(PORT=str(port), WORKERS="2", LOG_LEVEL="WARNING")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, url)
+        passenger = SERVICE.examples[0].model_dump()
+        # One keep-alive connection: one worker serves all ten predictions, while each scrape
+        # opens a new connection that either worker may take.
+        with httpx.Client() as client:
+            while client.get(f"{url}/readyz").status_code != 200:
+                time.sleep(0.1)
+            for _ in range(10):
+                response = client.post(f"{url}/predict_survival_by_passengers", json=[passenger])
+                assert response.status_code == 200
+        scrapes = [httpx.get(f"{url}/metrics").text for _ in range(4)]
+        for text in scrapes:
+            rows = [line for line in text.splitlines() if line.startswith("model_predictions_total{")]
+            assert len(rows) == 1 and float(rows[0].split()[-1]) == 10.0, text
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
