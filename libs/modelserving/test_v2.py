@@ -50,8 +50,8 @@ def test_model_metadata_declares_inputs_and_outputs(client: TestClient) -> None:
     metadata = client.get("/v2/models/toy").json()
     assert metadata["name"] == "toy"
     assert metadata["versions"] == ["7.1"]
-    assert metadata["inputs"] == [{"name": "x", "datatype": "FP64", "shape": [-1], "parameters": None}]
-    assert metadata["outputs"] == [{"name": "value", "datatype": "FP64", "shape": [-1], "parameters": None}]
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP64", "shape": [-1]}]
+    assert metadata["outputs"] == [{"name": "value", "datatype": "FP64", "shape": [-1]}]
 
 
 def test_infer_matches_the_typed_route(client: TestClient) -> None:
@@ -62,13 +62,11 @@ def test_infer_matches_the_typed_route(client: TestClient) -> None:
         "model_name": "toy",
         "model_version": "7.1",
         "id": "req-1",
-        "parameters": None,
         "outputs": [
             {
                 "name": "value",
                 "shape": [2],
                 "datatype": "FP64",
-                "parameters": None,
                 "data": [p["value"] for p in typed["predictions"]],
             }
         ],

@@ -392,9 +392,11 @@ def add_v2_routes(app: FastAPI, service: ModelService[Any, Any], runtime: Runtim
         )
 
     for base in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
-        app.add_api_route(base, model_metadata, methods=["GET"], tags=tags, responses=errors)
-        app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], tags=tags, responses=errors)
-        app.add_api_route(f"{base}/infer", infer, methods=["POST"], tags=tags, responses=errors)
+        # Optional protocol fields are left out rather than sent as null.
+        options: dict[str, Any] = {"tags": tags, "responses": errors, "response_model_exclude_none": True}
+        app.add_api_route(base, model_metadata, methods=["GET"], **options)
+        app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], **options)
+        app.add_api_route(f"{base}/infer", infer, methods=["POST"], **options)
 
     @app.get("/v2", tags=tags)
     def server_metadata() -> ServerMetadata:

@@ -4,9 +4,10 @@ from pathlib import Path
 
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
+from modelserving.testing import retrained_and_committed
 from titanic import train
 from titanic.features import build_pipeline, cross_validated_accuracy, load_training_data
-from titanic.main import MODEL_DIR
+from titanic.main import MODEL_DIR, SERVICE
 
 MIN_CV_ACCURACY = 0.82
 
@@ -28,9 +29,6 @@ def test_committed_model_matches_its_card_and_the_committed_data() -> None:
 
 
 def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: Path) -> None:
-    train.main(["--output-dir", str(tmp_path)])
-    retrained = load_model(tmp_path, expected_name="titanic")
-    committed = load_model(MODEL_DIR, expected_name="titanic")
-    assert retrained.card.metrics == committed.card.metrics
+    retrained, committed = retrained_and_committed(train.main, SERVICE, tmp_path)
     frame, _ = load_training_data(train.DATA)
     assert (retrained.estimator.predict_proba(frame) == committed.estimator.predict_proba(frame)).all()

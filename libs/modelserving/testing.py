@@ -1,0 +1,155 @@
+"""Test helpers for model services: a client that knows the predict route, the contract every
+service keeps, and a check that training reproduces the committed model.
+
+A service's `test_api.py` gets the shared contract tests by subclassing, and
+adds its own tests with the same `client` fixture:
+
+    class TestContract(ServiceContract):
+        service = SERVICE
+        valid_row = {"sepal_length_cm": 5.1, ...}
+
+    def test_misspelt_field_is_named(client: ServiceClient) -> None:
+        assert_rejected(client.predict([{...}]), "body[0].petal_widht_cm")
+
+Only tests import this module: it needs pytest and httpx, which serving does not.
+"""
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from modelserving import LoadedModel, ModelService, Settings, create_app, load_model
+
+
+class ServiceClient(TestClient):
+    """A test client for one service's app, with its predict route at hand."""
+
+    def __init__(self, service: ModelService[Any, Any], settings: Settings) -> None:
+        super().__init__(create_app(service, settings))
+        self.predict_path = service.predict_path
+
+    def predict(self, rows: Any) -> httpx.Response:
+        """POST `rows` as JSON to the predict route; NaN and infinities are sent as such."""
+        response: httpx.Response = self.post(
+            self.predict_path, content=json.dumps(rows), headers={"content-type": "application/json"}
+        )
+        return response
+
+
+@contextmanager
+def started(service: ModelService[Any, Any], **settings: Any) -> Iterator[ServiceClient]:
+    """A client for `service`'s app after start-up (model loaded and warmed up)."""
+    with ServiceClient(service, Settings(**settings)) as client:
+        yield client
+
+
+def assert_rejected(response: httpx.Response, *fields: str) -> None:
+    """The response is a 422 naming exactly `fields` ("body[1].Age"), in its summary too."""
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert [error["field"] for error in body["fields"]] == list(fields)
+    for field in fields:
+        assert field in body["error"]
+
+
+class ServiceContract:
+    """What every model service's API does, whatever its model; subclass as `TestContract`.
+
+    `valid_row` is one row the service must accept; each field the row type
+    requires is checked to be required, and each float field to refuse NaN and
+    infinities. `invalid_values` lists (field, value) pairs the service must
+    refuse, each with a 422 naming the field.
+    """
+
+    service: ClassVar[ModelService[Any, Any]]
+    valid_row: ClassVar[dict[str, Any]]
+    invalid_values: ClassVar[Sequence[tuple[str, Any]]]
+    max_batch_size: ClassVar[int] = 50
+
+    @pytest.fixture(scope="class")
+    def client(self) -> Iterator[ServiceClient]:
+        with started(self.service, max_batch_size=self.max_batch_size) as client:
+            yield client
+
+    def test_each_row_gets_a_prediction_with_the_model_version(self, client: ServiceClient) -> None:
+        response = client.predict([self.valid_row] * 3)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert len(body["predictions"]) == 3
+        assert client.get("/health_check").json()["model"]["version"] in body["metadata"].values()
+
+    def test_empty_list_gives_no_predictions(self, client: ServiceClient) -> None:
+        response = client.predict([])
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == []
+
+    def test_missing_required_field_gets_a_422_naming_it(self, client: ServiceClient) -> None:
+        required = [
+            name for name, field in self.service.item_type.model_fields.items() if field.is_required()
+        ]
+        assert required
+        for absent in required:
+            row = {name: value for name, value in self.valid_row.items() if name != absent}
+            response = client.predict([self.valid_row, row])
+            assert response.status_code == 422
+            assert response.json()["fields"] == [
+                {"field": f"body[1].{absent}", "message": "Field required", "type": "missing"}
+            ]
+
+    def test_invalid_value_gets_a_422_naming_the_field(self, client: ServiceClient) -> None:
+        assert self.invalid_values
+        for field, value in self.invalid_values:
+            assert_rejected(
+                client.predict([self.valid_row, {**self.valid_row, field: value}]), f"body[1].{field}"
+            )
+
+    @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+    def test_non_finite_number_gets_a_422_naming_the_field(self, client: ServiceClient, value: float) -> None:
+        numbers = [
+            name for name, field in self.service.item_type.model_fields.items() if field.annotation is float
+        ]
+        assert numbers
+        for name in numbers:
+            assert_rejected(client.predict([{**self.valid_row, name: value}]), f"body[0].{name}")
+
+    def test_a_single_row_instead_of_a_list_is_a_422(self, client: ServiceClient) -> None:
+        assert_rejected(client.predict(self.valid_row), "body")
+
+    def test_batch_over_the_limit_says_the_limit(self, client: ServiceClient) -> None:
+        response = client.predict([self.valid_row] * (self.max_batch_size + 1))
+        assert response.status_code == 422
+        assert f"at most {self.max_batch_size}" in response.json()["error"]
+
+    def test_documented_request_examples_are_accepted(self, client: ServiceClient) -> None:
+        operation = client.get("/openapi.json").json()["paths"][client.predict_path]["post"]
+        examples = operation["requestBody"]["content"]["application/json"]["examples"]
+        assert examples
+        for example in examples.values():
+            assert client.predict(example["value"]).status_code == 200
+
+
+def retrained_and_committed(
+    train_main: Callable[[list[str]], None], service: ModelService[Any, Any], output_dir: Path
+) -> tuple[LoadedModel, LoadedModel]:
+    """Retrain into `output_dir`; check its card agrees with the committed one; return both models.
+
+    Training is deterministic, so a difference means the committed model is
+    stale (retrain and commit it) or training lost its determinism. Artifacts
+    are not compared byte for byte: pickles of equal models can differ between
+    processes. Compare the two models' predictions instead.
+    """
+    train_main(["--output-dir", str(output_dir)])
+    retrained = load_model(output_dir, expected_name=service.name, artifact_format=service.artifact_format)
+    committed = load_model(
+        service.model_dir, expected_name=service.name, artifact_format=service.artifact_format
+    )
+    assert retrained.card.training_data_sha256 == committed.card.training_data_sha256
+    assert retrained.card.metrics == committed.card.metrics
+    return retrained, committed

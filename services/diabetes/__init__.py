@@ -1,0 +1,1 @@
+"""Diabetes disease-progression model service."""

@@ -1,0 +1,62 @@
+"""The diabetes progression service: its model declaration and its entry points."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI
+
+import modelserving
+from diabetes.artifact import XGBOOST_UBJ
+from diabetes.features import FEATURE_COLUMNS, predict_progression
+from diabetes.schemas import Patient, PredictionMetadata, ProgressionPrediction, ProgressionResponse
+from modelserving import LoadedModel, ModelService
+
+MODEL_DIR = Path(__file__).parent / "model"
+
+
+def predict_for_patients(model: LoadedModel, patients: Sequence[Patient]) -> ProgressionResponse:
+    metadata = PredictionMetadata(model_version=model.card.version)
+    if not patients:
+        return ProgressionResponse(predictions=[], metadata=metadata)
+    measurements = np.array(
+        [[getattr(patient, column) for column in FEATURE_COLUMNS] for patient in patients]
+    )
+    return ProgressionResponse(
+        predictions=[
+            ProgressionPrediction(progression=round(float(value), 2))
+            for value in predict_progression(model.estimator, measurements)
+        ],
+        metadata=metadata,
+    )
+
+
+SERVICE = ModelService(
+    name="diabetes",
+    title="Diabetes progression",
+    description="Predicts diabetes disease progression one year on from a patient's baseline measurements.",
+    model_dir=MODEL_DIR,
+    predict_path="/predict_progression",
+    predict_summary="Predict disease progression for a list of patients",
+    item_type=Patient,
+    response_type=ProgressionResponse,
+    predict=predict_for_patients,
+    v2_tensor_input="features",
+    examples=[
+        Patient(age=59, sex=2, bmi=32.1, bp=101, s1=157, s2=93.2, s3=38, s4=4, s5=4.8598, s6=87),
+        Patient(age=48, sex=1, bmi=21.6, bp=87, s1=183, s2=103.2, s3=70, s4=3, s5=3.8918, s6=69),
+    ],
+    artifact_format=XGBOOST_UBJ,
+)
+
+
+def create_app() -> FastAPI:
+    return modelserving.create_app(SERVICE)
+
+
+def main() -> None:
+    modelserving.serve(SERVICE, app_factory="diabetes.main:create_app")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Iris species model service."""

@@ -1,0 +1,63 @@
+"""The iris species service: its model declaration and its entry points."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI
+
+import modelserving
+from iris.features import FEATURE_COLUMNS, SPECIES
+from iris.schemas import Flower, PredictionMetadata, SpeciesPrediction, SpeciesResponse
+from modelserving import LoadedModel, ModelService
+
+MODEL_DIR = Path(__file__).parent / "model"
+
+
+def predict_species(model: LoadedModel, flowers: Sequence[Flower]) -> SpeciesResponse:
+    metadata = PredictionMetadata(model_version=model.card.version)
+    if not flowers:
+        return SpeciesResponse(predictions=[], metadata=metadata)
+    measurements = np.array([[getattr(flower, column) for column in FEATURE_COLUMNS] for flower in flowers])
+    probabilities = model.estimator.predict_proba(measurements)
+    return SpeciesResponse(
+        predictions=[
+            SpeciesPrediction(
+                species=SPECIES[int(np.argmax(row))],
+                probabilities={species: round(float(p), 6) for species, p in zip(SPECIES, row, strict=True)},
+            )
+            for row in probabilities
+        ],
+        metadata=metadata,
+    )
+
+
+SERVICE = ModelService(
+    name="iris",
+    title="Iris species",
+    description="Predicts the species of iris flowers (setosa, versicolor or virginica) from their"
+    " sepal and petal measurements.",
+    model_dir=MODEL_DIR,
+    predict_path="/predict_species",
+    predict_summary="Predict the species of a list of flowers",
+    item_type=Flower,
+    response_type=SpeciesResponse,
+    predict=predict_species,
+    v2_tensor_input="features",
+    examples=[
+        Flower(sepal_length_cm=5.1, sepal_width_cm=3.5, petal_length_cm=1.4, petal_width_cm=0.2),
+        Flower(sepal_length_cm=6.3, sepal_width_cm=3.3, petal_length_cm=6.0, petal_width_cm=2.5),
+    ],
+)
+
+
+def create_app() -> FastAPI:
+    return modelserving.create_app(SERVICE)
+
+
+def main() -> None:
+    modelserving.serve(SERVICE, app_factory="iris.main:create_app")
+
+
+if __name__ == "__main__":
+    main()

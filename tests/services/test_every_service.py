@@ -1,0 +1,158 @@
+"""Promises every model service keeps, checked on all of them.
+
+The Open Inference Protocol (v2) route predicts exactly what the typed route
+predicts for the same rows, in every input layout the service accepts; metrics
+count each prediction and label routes by template only.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+import diabetes.main
+import iris.main
+import titanic.main
+from modelserving import ModelService, Settings, create_app
+
+SERVICES: list[ModelService[Any, Any]] = [titanic.main.SERVICE, iris.main.SERVICE, diabetes.main.SERVICE]
+# Services whose features are all numbers also take them as one [N, features] tensor.
+TENSOR_SERVICES = [service for service in SERVICES if service.v2_tensor_input]
+
+
+def serve(service: ModelService[Any, Any]) -> Iterator[tuple[ModelService[Any, Any], TestClient]]:
+    with TestClient(create_app(service, Settings())) as client:
+        yield service, client
+
+
+@pytest.fixture(params=SERVICES, ids=[service.name for service in SERVICES], scope="module")
+def served(request: Any) -> Iterator[tuple[ModelService[Any, Any], TestClient]]:
+    yield from serve(request.param)
+
+
+@pytest.fixture(params=TENSOR_SERVICES, ids=[service.name for service in TENSOR_SERVICES], scope="module")
+def served_tensor(request: Any) -> Iterator[tuple[ModelService[Any, Any], TestClient]]:
+    yield from serve(request.param)
+
+
+def test_numeric_services_take_a_tensor() -> None:
+    assert {service.name for service in TENSOR_SERVICES} == {"iris", "diabetes"}
+
+
+def example_rows(service: ModelService[Any, Any]) -> list[dict[str, Any]]:
+    """The service's examples, without fields some of them leave unknown (v2 has no nulls)."""
+    rows = [example.model_dump(mode="json") for example in service.examples]
+    unknown = {key for row in rows for key, value in row.items() if value is None}
+    return [{key: value for key, value in row.items() if key not in unknown} for row in rows]
+
+
+def typed_outputs(service: ModelService[Any, Any], client: TestClient, rows: list[dict[str, Any]]) -> Any:
+    response = client.post(service.predict_path, json=rows)
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def v2_infer(client: TestClient, service: ModelService[Any, Any], inputs: list[dict[str, Any]]) -> Any:
+    response = client.post(f"/v2/models/{service.name}/infer", json={"id": "same-rows", "inputs": inputs})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["model_name"], body["id"]) == (service.name, "same-rows")
+    return body["outputs"]
+
+
+def as_predictions(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """v2 output tensors back into the typed route's list of per-row objects."""
+    count = outputs[0]["shape"][0]
+    rows: list[dict[str, Any]] = [{} for _ in range(count)]
+    for output in outputs:
+        labels = (output.get("parameters") or {}).get("labels")
+        for index, row in enumerate(rows):
+            if labels:
+                width = len(labels)
+                row[output["name"]] = dict(
+                    zip(labels, output["data"][index * width : (index + 1) * width], strict=True)
+                )
+            else:
+                row[output["name"]] = output["data"][index]
+    return rows
+
+
+def test_v2_columns_predict_what_the_typed_route_predicts(
+    served: tuple[ModelService[Any, Any], TestClient]
+) -> None:
+    service, client = served
+    rows = example_rows(service)
+    declared = {item["name"]: item for item in client.get(f"/v2/models/{service.name}").json()["inputs"]}
+    datatypes = {
+        name: "BYTES"
+        if isinstance(rows[0][name], str)
+        else ("INT64" if isinstance(rows[0][name], int) else "FP64")
+        for name in rows[0]
+    }
+    inputs = [
+        {"name": name, "shape": [len(rows)], "datatype": datatypes[name], "data": [row[name] for row in rows]}
+        for name in rows[0]
+        if name in declared or service.v2_tensor_input
+    ]
+    assert as_predictions(v2_infer(client, service, inputs)) == typed_outputs(service, client, rows)
+
+
+def test_v2_tensor_predicts_what_the_typed_route_predicts(
+    served_tensor: tuple[ModelService[Any, Any], TestClient],
+) -> None:
+    service, client = served_tensor
+    (declared,) = client.get(f"/v2/models/{service.name}").json()["inputs"]
+    rows = example_rows(service)
+    columns = declared["parameters"]["columns"]
+    nested = [[row[column] for column in columns] for row in rows]
+    for name in (declared["name"], "any-name"):
+        for datatype in ("FP32", "FP64"):
+            tensor = {"name": name, "shape": [len(rows), len(columns)], "datatype": datatype, "data": nested}
+            assert as_predictions(v2_infer(client, service, [tensor])) == typed_outputs(service, client, rows)
+
+
+def test_wrong_datatype_is_a_400_naming_the_input(served: tuple[ModelService[Any, Any], TestClient]) -> None:
+    service, client = served
+    first = client.get(f"/v2/models/{service.name}").json()["inputs"][0]
+    width = first["shape"][1] if len(first["shape"]) == 2 else 1
+    wrong = {"name": first["name"], "shape": [1, width], "datatype": "BOOL", "data": [True] * width}
+    if width == 1:
+        wrong["shape"] = [1]
+    response = client.post(f"/v2/models/{service.name}/infer", json={"inputs": [wrong]})
+    assert response.status_code == 400
+    assert f"'{first['name']}'" in response.json()["error"]
+
+
+def test_metrics_move_by_exactly_the_rows_predicted(
+    served: tuple[ModelService[Any, Any], TestClient]
+) -> None:
+    service, client = served
+
+    def predicted() -> float:
+        text = client.get("/metrics").text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "model_predictions_total" and sample.labels["model"] == service.name
+        )
+
+    row = example_rows(service)[:1]
+    before = predicted()
+    for _ in range(10):
+        typed_outputs(service, client, row)
+    assert predicted() - before == 10
+    text = client.get("/metrics").text
+    assert f'route="{service.predict_path}"' in text
+    assert f"/v2/models/{service.name}/" not in text  # only the template /v2/models/{model_name}/...
+
+
+def test_docs_list_every_operation_with_examples(served: tuple[ModelService[Any, Any], TestClient]) -> None:
+    service, client = served
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"][service.predict_path]["post"]["requestBody"]["content"]["application/json"]
+    assert body["examples"]
+    assert "/v2/models/{model_name}/infer" in schema["paths"]
+    assert client.get("/docs").status_code == 200
