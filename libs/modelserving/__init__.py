@@ -15,7 +15,7 @@ from modelserving.artifacts import (
     load_model,
     save_model,
 )
-from modelserving.cli import serve
+from modelserving.cli import entry_points, serve
 from modelserving.service import ModelService
 from modelserving.settings import Settings, SettingsError, load_settings
 
@@ -29,6 +29,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "create_app",
+    "entry_points",
     "load_model",
     "load_settings",
     "save_model",

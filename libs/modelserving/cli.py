@@ -9,11 +9,14 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from modelserving import metrics
+from modelserving.app import create_app
 from modelserving.artifacts import ModelLoadError, load_model
 from modelserving.logs import configure_logging, logging_config
 from modelserving.service import ModelService
@@ -59,3 +62,23 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         # A worker busy importing scikit-learn on a loaded node must not be mistaken for a hung one.
         timeout_worker_healthcheck=30,
     )
+
+
+def entry_points(
+    service: ModelService[Any, Any], module_name: str
+) -> tuple[Callable[[], FastAPI], Callable[[], None]]:
+    """The `create_app` factory and `main` a service's module exports:
+
+    create_app, main = modelserving.entry_points(SERVICE, __name__)
+    """
+    if module_name == "__main__":  # run as `python -m <package>.main`: workers import it by its real name
+        spec = sys.modules["__main__"].__spec__
+        module_name = spec.name if spec else module_name
+
+    def create_service_app() -> FastAPI:
+        return create_app(service)
+
+    def main() -> None:
+        serve(service, app_factory=f"{module_name}:create_app")
+
+    return create_service_app, main

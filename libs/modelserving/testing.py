@@ -16,6 +16,11 @@ Only tests import this module: it needs pytest and httpx, which serving does not
 
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +53,55 @@ def started(service: ModelService[Any, Any], **settings: Any) -> Iterator[Servic
     """A client for `service`'s app after start-up (model loaded and warmed up)."""
     with ServiceClient(service, Settings(**settings)) as client:
         yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(module: str, **env: str) -> subprocess.Popen[str]:
+    """Start `python -m <module>` (a service's real server process) with extra environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until_ready(process: subprocess.Popen[str], url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"server did not become ready: {process.communicate()[1][-2000:]}")
+
+
+@contextmanager
+def running_server(module: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A ready server process on a free loopback port, and its URL; killed afterwards if still up."""
+    port = free_port()
+    process = start_server(module, PORT=str(port), **env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, url)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            # SIGTERM, not SIGKILL: a killed parent would leave its workers holding the pipes open.
+            process.terminate()
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
 
 
 def assert_rejected(response: httpx.Response, *fields: str) -> None:

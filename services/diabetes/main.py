@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI
 
 import modelserving
 from diabetes.artifact import XGBOOST_UBJ
@@ -50,13 +49,7 @@ SERVICE = ModelService(
 )
 
 
-def create_app() -> FastAPI:
-    return modelserving.create_app(SERVICE)
-
-
-def main() -> None:
-    modelserving.serve(SERVICE, app_factory="diabetes.main:create_app")
-
+create_app, main = modelserving.entry_points(SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI
 
 import modelserving
 from iris.features import FEATURE_COLUMNS, SPECIES
@@ -51,13 +50,7 @@ SERVICE = ModelService(
 )
 
 
-def create_app() -> FastAPI:
-    return modelserving.create_app(SERVICE)
-
-
-def main() -> None:
-    modelserving.serve(SERVICE, app_factory="iris.main:create_app")
-
+create_app, main = modelserving.entry_points(SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from fastapi import FastAPI
 
 import modelserving
 from modelserving import LoadedModel, ModelService
@@ -66,13 +65,7 @@ SERVICE = ModelService(
 )
 
 
-def create_app() -> FastAPI:
-    return modelserving.create_app(SERVICE)
-
-
-def main() -> None:
-    modelserving.serve(SERVICE, app_factory="titanic.main:create_app")
-
+create_app, main = modelserving.entry_points(SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

@@ -1,58 +1,22 @@
 """The real server process: settings from the environment, JSON logs, clean start and stop."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from modelserving.testing import running_server, start_server
 from titanic.main import SERVICE
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(**env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "titanic.main"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_until_ready(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"server did not become ready: {process.communicate()[1][-2000:]}")
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
-    process = start(PORT=str(port), APP_REVISION="test-rev", LOG_LEVEL="INFO")
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(process, url)
-    yield process, url
-    if process.poll() is None:
-        process.kill()
+    with running_server("titanic.main", APP_REVISION="test-rev", LOG_LEVEL="INFO") as started:
+        yield started
 
 
 def test_serves_predictions_over_http(server: tuple[subprocess.Popen[str], str]) -> None:
@@ -85,7 +49,7 @@ def test_sigterm_stops_cleanly_with_json_logs(server: tuple[subprocess.Popen[str
     ],
 )
 def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> None:
-    process = start(**env)
+    process = start_server("titanic.main", **env)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
     lines = stderr.strip().splitlines()
@@ -94,11 +58,7 @@ def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> N
 
 
 def test_metrics_add_up_across_workers() -> None:
-    port = free_port()
-    process = start(PORT=str(port), WORKERS="2", LOG_LEVEL="WARNING")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(process, url)
+    with running_server("titanic.main", WORKERS="2", LOG_LEVEL="WARNING") as (_, url):
         passenger = SERVICE.examples[0].model_dump()
         # One keep-alive connection: one worker serves all ten predictions, while each scrape
         # opens a new connection that either worker may take.
@@ -108,10 +68,7 @@ def test_metrics_add_up_across_workers() -> None:
             for _ in range(10):
                 response = client.post(f"{url}/predict_survival_by_passengers", json=[passenger])
                 assert response.status_code == 200
-        scrapes = [httpx.get(f"{url}/metrics").text for _ in range(4)]
-        for text in scrapes:
+        for _ in range(4):
+            text = httpx.get(f"{url}/metrics").text
             rows = [line for line in text.splitlines() if line.startswith("model_predictions_total{")]
             assert len(rows) == 1 and float(rows[0].split()[-1]) == 10.0, text
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)

@@ -10,9 +10,6 @@ Pants' `extra-output/` (copied to dist/test/), $TEST_OUTPUT_DIR or dist/test-out
 import ipaddress
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +22,8 @@ import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect, sync_playwright
 
+from modelserving.testing import free_port, running_server
+
 CHROMIUM = Path("/usr/bin/chromium")
 PREDICT_PATH = "/predict_survival_by_passengers"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -36,40 +35,10 @@ PANTS_EXTRA_OUTPUT = "extra-output"
 expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(**env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "titanic.main"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def titanic_url() -> Iterator[str]:
-    port = free_port()
-    process = start(PORT=str(port), LOG_LEVEL="warning")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"server did not become ready: {process.communicate()[1][-2000:]}")
-    yield url
-    process.kill()
-    process.communicate()
+    with running_server("titanic.main", LOG_LEVEL="warning") as (_, url):
+        yield url
 
 
 def chromium_flags() -> list[str]:
