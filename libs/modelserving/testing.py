@@ -104,6 +104,31 @@ def running_server(module: str, **env: str) -> Iterator[tuple[subprocess.Popen[s
                 process.communicate()
 
 
+def status_of_request_in_flight_at(stop: Callable[[], object], url: str, path: str, body: bytes) -> int:
+    """Start a POST (headers and half the body), call `stop` (e.g. send SIGTERM), then finish it.
+
+    Returns the response's status code: a server that drains accepted requests on
+    SIGTERM answers it (200); one that drops them closes the connection (0).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    half = len(body) // 2
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head + body[:half])
+        time.sleep(0.3)  # the server has read the headers: the request is in flight
+        stop()
+        time.sleep(0.5)
+        connection.sendall(body[half:])
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    status_line = response.split(b"\r\n", 1)[0].split()
+    return int(status_line[1]) if len(status_line) > 1 else 0
+
+
 def assert_rejected(response: httpx.Response, *fields: str) -> None:
     """The response is a 422 naming exactly `fields` ("body[1].Age"), in its summary too."""
     assert response.status_code == 422, response.text

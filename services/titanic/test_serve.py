@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from modelserving.testing import running_server, start_server
+from modelserving.testing import running_server, start_server, status_of_request_in_flight_at
 from titanic.main import SERVICE
 
 
@@ -38,6 +38,17 @@ def test_sigterm_stops_cleanly_with_json_logs(server: tuple[subprocess.Popen[str
     access = [r for r in records if r.get("request_id") == "trace-me"]
     assert access and access[0]["path"] == "/livez" and access[0]["status"] == 200
     assert any(r["message"] == "model ready" for r in records)
+
+
+def test_request_in_flight_at_sigterm_completes() -> None:
+    passengers = json.dumps([example.model_dump() for example in SERVICE.examples]).encode()
+    with running_server("titanic.main", LOG_LEVEL="WARNING") as (process, url):
+        status = status_of_request_in_flight_at(
+            lambda: process.send_signal(signal.SIGTERM), url, "/predict_survival_by_passengers", passengers
+        )
+        process.communicate(timeout=30)
+    assert status == 200
+    assert process.returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 Each image runs read-only, as 1001:1001, with every capability dropped, no new
 privileges and a tmpfs /tmp; it must be ready within 5 s, predict, report its
-image's revision, have no shell, and exit 0 within 10 s of SIGTERM.
+image's revision, have no shell, finish a request in flight at SIGTERM, and
+exit 0 within 10 s of it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from modelserving.testing import status_of_request_in_flight_at
 
 POD_FLAGS = [
     "--read-only",
@@ -145,7 +148,15 @@ def test_image_runs_under_pod_constraints(name: str) -> None:
         assert uids == {"1001"}, top
 
         stopped = time.monotonic()
-        subprocess.run([docker, "kill", "--signal", "TERM", cid], check=True, capture_output=True)
+        in_flight = status_of_request_in_flight_at(
+            lambda: subprocess.run(
+                [docker, "kill", "--signal", "TERM", cid], check=True, capture_output=True
+            ),
+            base,
+            path,
+            json.dumps(body).encode(),
+        )
+        assert in_flight == 200, "a request in flight at SIGTERM must complete"
         code = subprocess.run(
             [docker, "wait", cid], capture_output=True, text=True, timeout=15
         ).stdout.strip()
