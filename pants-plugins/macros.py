@@ -89,3 +89,18 @@ def service_image_instructions(name):
         "USER 1001:1001",
         'ENTRYPOINT ["/app/venv/pex"]',
     ]
+
+
+def service_overlays(service, environments=("dev", "staging", "prod")):
+    """One target per kustomize overlay of `service` under k8s/, e.g. k8s:titanic-prod.
+
+    Each holds the overlay's and the service base's files and depends on the shared
+    components and on the service's image, so `--changed-since ... --changed-dependents=transitive`
+    selects an overlay when its files, the shared components or its image's inputs change.
+    """
+    for environment in environments:
+        files(
+            name=f"{service}-{environment}",
+            sources=[f"{service}/base/*.yaml", f"{service}/overlays/{environment}/*.yaml"],
+            dependencies=[":components", f"services/{service}:image"],
+        )

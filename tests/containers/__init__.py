@@ -1,0 +1,1 @@
+"""Container tests: every service image run as Kubernetes would run it."""

@@ -1,0 +1,109 @@
+"""Each service's image, run exactly as its prod Deployment declares (no cluster runs here).
+
+From the rendered prod overlay this reads the container's image, security
+context, volumes, environment (ConfigMap and env), named port and probes, runs
+the image Pants built under the equivalent `docker run` flags, and then
+requests each probe's path on the declared port and makes a prediction. A
+probe path the app does not serve, a uid the image cannot run as, or a root
+filesystem it needs to write fails here before it fails in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+import yaml
+from containers.harness import PREDICTIONS, built_image, docker_client, http_get
+
+from modelserving.testing import free_port
+
+
+def prod_manifests(service: str) -> list[dict[str, Any]]:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", f"k8s/{service}/overlays/prod"], capture_output=True, text=True, check=True
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def docker_flags(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
+    """`docker run` flags equivalent to the pod's and container's security settings and volumes."""
+    security = {**pod.get("securityContext", {}), **container["securityContext"]}
+    flags = ["--network", "host", "--user", f"{security['runAsUser']}:{security['runAsGroup']}"]
+    if security.get("readOnlyRootFilesystem"):
+        flags.append("--read-only")
+    if security.get("allowPrivilegeEscalation") is False:
+        flags += ["--security-opt", "no-new-privileges"]
+    for capability in security.get("capabilities", {}).get("drop", []):
+        flags += ["--cap-drop", capability]
+    for capability in security.get("capabilities", {}).get("add", []):
+        flags += ["--cap-add", capability]
+    empty_dirs = {volume["name"] for volume in pod.get("volumes", []) if "emptyDir" in volume}
+    for mount in container.get("volumeMounts", []):
+        assert mount["name"] in empty_dirs, f"{mount['name']}: only emptyDir volumes are reproduced here"
+        flags += ["--tmpfs", mount["mountPath"]]
+    return flags
+
+
+def environment(container: dict[str, Any], config_maps: dict[str, dict[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]])
+    env.update({item["name"]: item["value"] for item in container.get("env", [])})
+    return env
+
+
+@pytest.mark.parametrize("service", sorted(PREDICTIONS))
+def test_image_runs_as_the_prod_deployment_declares(service: str) -> None:
+    docker = docker_client()
+    manifests = prod_manifests(service)
+    (deployment,) = (doc for doc in manifests if doc["kind"] == "Deployment")
+    config_maps = {doc["metadata"]["name"]: doc["data"] for doc in manifests if doc["kind"] == "ConfigMap"}
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    image = built_image(service)
+    repository = container["image"].rsplit(":", 1)[0]
+    tags = json.loads(subprocess.check_output([docker, "image", "inspect", image]))[0]["RepoTags"]
+    assert any(tag.startswith(f"{repository}:") for tag in tags), f"manifest image {repository} is not {tags}"
+
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    env = environment(container, config_maps)
+    assert int(env["PORT"]) == ports["http"], "the app must listen on the declared http port"
+    # The host network is shared, so the declared port may be taken: run on a free one instead.
+    port = free_port()
+    env["PORT"] = str(port)
+    env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+
+    cid = subprocess.check_output(
+        [docker, "run", "-d", *docker_flags(pod, container), *env_flags, image], text=True
+    ).strip()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        startup = container["startupProbe"]
+        deadline = time.monotonic() + startup["failureThreshold"] * startup["periodSeconds"]
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status, _ = http_get(url + startup["httpGet"]["path"])
+            except OSError:
+                time.sleep(0.2)
+        logs = subprocess.run([docker, "logs", cid], capture_output=True, text=True)
+        assert status == 200, f"startup probe never passed\n{logs.stdout}{logs.stderr}"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            check = container[probe]["httpGet"]
+            assert ports[check["port"]] == ports["http"], f"{probe} must use the http port"
+            assert http_get(url + check["path"])[0] == 200, f"{probe} {check['path']} is not 200"
+
+        path, body = PREDICTIONS[service]
+        request = urllib.request.Request(
+            url + path, json.dumps(body).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        subprocess.run([docker, "rm", "-f", cid], capture_output=True)
