@@ -50,8 +50,17 @@ def field_path(location: Sequence[Any]) -> str:
     return path
 
 
+PROTOCOL_PREFIX = "/v2"
+
+
+def protocol_error_response(status: int, message: str) -> JSONResponse:
+    """The Open Inference Protocol's error body: `{"error": message}`."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
 def _is_protocol_route(request: Request) -> bool:
-    return request.url.path == "/v2" or request.url.path.startswith("/v2/")
+    path = request.url.path
+    return path == PROTOCOL_PREFIX or path.startswith(f"{PROTOCOL_PREFIX}/")
 
 
 def _validation_failed(request: Request, error: Exception) -> JSONResponse:
@@ -64,14 +73,14 @@ def _validation_failed(request: Request, error: Exception) -> JSONResponse:
     if len(fields) > 5:
         summary += f"; and {len(fields) - 5} more"
     if _is_protocol_route(request):
-        return JSONResponse({"error": summary or "invalid request"}, status_code=400)
+        return protocol_error_response(400, summary or "invalid request")
     return error_response(422, summary or "invalid request", fields)
 
 
 def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     if _is_protocol_route(request):
-        response = JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+        response = protocol_error_response(error.status_code, str(error.detail))
     else:
         response = error_response(error.status_code, str(error.detail))
     response.headers.update(error.headers or {})

@@ -27,12 +27,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from modelserving import metrics
-from modelserving.errors import field_path
+from modelserving.errors import field_path, protocol_error_response
 from modelserving.logs import request_id
 from modelserving.service import ModelService, Runtime
 from modelserving.settings import Settings
-
-PROTOCOL_PREFIX = "/v2"
 
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -135,10 +133,6 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def protocol_error_body(message: str) -> dict[str, str]:
-    return {"error": message}
 
 
 def _base_type(annotation: Any) -> type:
@@ -414,4 +408,4 @@ def add_v2_routes(app: FastAPI, service: ModelService[Any, Any], runtime: Runtim
 
     @app.exception_handler(ProtocolError)
     def protocol_error(request: Request, error: ProtocolError) -> JSONResponse:
-        return JSONResponse(protocol_error_body(error.message), status_code=error.status)
+        return protocol_error_response(error.status, error.message)
