@@ -101,6 +101,19 @@ def service_overlays(service, environments=("dev", "staging", "prod")):
     for environment in environments:
         files(
             name=f"{service}-{environment}",
+            description=f"k8s/{service}/overlays/{environment}",
+            tags=["overlay"],
             sources=[f"{service}/base/*.yaml", f"{service}/overlays/{environment}/*.yaml"],
             dependencies=[":components", f"services/{service}:image"],
         )
+
+
+def model_services_env():
+    """The registry (MODEL_SERVICES in pants-plugins/services.py) as an environment variable
+    for the cross-service tests: `python_tests(extra_env_vars=[model_services_env()], ...)`."""
+    return "MODEL_SERVICES=" + ",".join(MODEL_SERVICES)
+
+
+def every_service(address_template):
+    """`every_service("services/{}:lib")`: that address for each registered model service."""
+    return [address_template.format(service) for service in MODEL_SERVICES]

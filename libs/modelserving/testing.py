@@ -14,6 +14,7 @@ adds its own tests with the same `client` fixture:
 Only tests import this module: it needs pytest and httpx, which serving does not.
 """
 
+import importlib
 import json
 import math
 import os
@@ -212,6 +213,18 @@ class ServiceContract:
         assert examples
         for example in examples.values():
             assert client.predict(example["value"]).status_code == 200
+
+
+def registered_services() -> list[ModelService[Any, Any]]:
+    """Every model service of the repo, for the cross-service tests under tests/.
+
+    Their BUILD files pass the registry (pants-plugins/services.py) as $MODEL_SERVICES and
+    depend on each service's code, so a new service is tested without editing any test.
+    """
+    names = os.environ.get("MODEL_SERVICES", "")
+    if not names:
+        pytest.fail("MODEL_SERVICES is not set: give the test extra_env_vars=[model_services_env()]", False)
+    return [importlib.import_module(f"{name}.main").SERVICE for name in names.split(",")]
 
 
 def retrained_and_committed(

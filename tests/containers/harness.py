@@ -8,41 +8,19 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-PREDICTIONS = {
-    "titanic": (
-        "/predict_survival_by_passengers",
-        [
-            {
-                "PassengerId": 893,
-                "Pclass": 1,
-                "Name": "Wilkes, Mrs. James",
-                "Sex": "female",
-                "SibSp": 1,
-                "Parch": 0,
-            }
-        ],
-    ),
-    "iris": (
-        "/v2/models/iris/infer",
-        {"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]},
-    ),
-    "diabetes": (
-        "/v2/models/diabetes/infer",
-        {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": [1, 10],
-                    "datatype": "FP64",
-                    "data": [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.86, 87],
-                }
-            ]
-        },
-    ),
-}
+from modelserving.testing import registered_services
+
+SERVICES = {service.name: service for service in registered_services()}
+
+
+def prediction_request(name: str) -> tuple[str, list[dict[str, Any]]]:
+    """The service's typed predict route and its documented examples as the body."""
+    service = SERVICES[name]
+    return service.predict_path, [example.model_dump(mode="json") for example in service.examples]
 
 
 def docker_client() -> str:

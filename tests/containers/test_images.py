@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from containers.harness import PREDICTIONS, built_image, docker_client, http_get
+from containers.harness import SERVICES, built_image, docker_client, http_get, prediction_request
 
 from modelserving.testing import free_port, status_of_request_in_flight_at
 
@@ -37,7 +37,7 @@ POD_FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("name", sorted(PREDICTIONS))
+@pytest.mark.parametrize("name", sorted(SERVICES))
 def test_image_runs_under_pod_constraints(name: str) -> None:
     docker = docker_client()
     image = built_image(name)
@@ -71,7 +71,7 @@ def test_image_runs_under_pod_constraints(name: str) -> None:
         assert status == 200, f"/readyz not 200 within {READY_TIMEOUT_SECONDS} s\n{logs.stdout}{logs.stderr}"
         print(f"{name}: /readyz 200 {time.monotonic() - started:.2f} s after docker run")
 
-        path, body = PREDICTIONS[name]
+        path, body = prediction_request(name)
         req = urllib.request.Request(
             base + path, json.dumps(body).encode(), {"content-type": "application/json"}
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from containers.harness import PREDICTIONS, built_image, docker_client, http_get
+from containers.harness import SERVICES, built_image, docker_client, http_get, prediction_request
 
 from modelserving.testing import free_port
 
@@ -57,7 +57,7 @@ def environment(container: dict[str, Any], config_maps: dict[str, dict[str, str]
     return env
 
 
-@pytest.mark.parametrize("service", sorted(PREDICTIONS))
+@pytest.mark.parametrize("service", sorted(SERVICES))
 def test_image_runs_as_the_prod_deployment_declares(service: str) -> None:
     docker = docker_client()
     manifests = prod_manifests(service)
@@ -99,7 +99,7 @@ def test_image_runs_as_the_prod_deployment_declares(service: str) -> None:
             assert ports[check["port"]] == ports["http"], f"{probe} must use the http port"
             assert http_get(url + check["path"])[0] == 200, f"{probe} {check['path']} is not 200"
 
-        path, body = PREDICTIONS[service]
+        path, body = prediction_request(service)
         request = urllib.request.Request(
             url + path, json.dumps(body).encode(), {"content-type": "application/json"}
         )
