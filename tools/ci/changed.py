@@ -1,0 +1,245 @@
+"""Pull-request CI: lint, type-check, test and package only what a change touches.
+
+    .ci/changed origin/main               # build what changed since the merge base with origin/main
+    .ci/changed origin/main --list        # only say what would be built and published
+    .ci/changed origin/main --list --json # the same, for machines
+    .ci/changed HEAD~1 --publish          # build, then publish the changed images and overlays
+
+Pants decides what a change touches: `--changed-since=<merge base>
+--changed-dependents=transitive` follows the dependency graph from the changed files
+to everything that depends on them (a service's code -> its tests, image and
+overlays; libs/ -> every service; base-image/ -> every image; a kustomize component
+-> every overlay). Files no target owns, such as the docs, build nothing. Two kinds of
+change Pants cannot follow, and what this script does about them:
+
+- build configuration (pants.toml, the ./pants launcher, the BUILD macros and the
+  service registry in pants-plugins/, tool settings in pyproject.toml, CI itself in
+  .ci/ and .github/): any target may build differently, so every target is built;
+- a pin in 3rdparty/python/constraints.txt, which no target owns: each pin names the
+  direct requirements that need it (`# for: ...`), so those requirements and
+  everything that depends on them are built. A pin without that note rebuilds every
+  requirement's dependents.
+
+(requirements.txt needs no help: Pants itself marks every requirement as changed.)
+
+Publishing (`--publish`, main-branch CI): each changed image is tagged with the
+commit and pushed to $REGISTRY when it is set; each changed overlay is rendered with
+its image pinned to that tag into dist/manifests/<service>-<env>.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BUILD_CONFIGURATION = ("pants.toml", "pants", "pyproject.toml", "pants-plugins/", ".ci/", ".github/")
+CONSTRAINTS = "3rdparty/python/constraints.txt"
+REQUIREMENTS_TARGET = "3rdparty/python"
+
+
+@dataclass
+class Plan:
+    """What a change touches: the reasons, the targets, and what would be published."""
+
+    base: str
+    changed_files: list[str]
+    reasons: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    tests: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # address -> repository
+    overlays: list[str] = field(default_factory=list)  # k8s/<service>/overlays/<env>
+
+
+def run(*command: str, cwd: Path, capture: bool = True) -> str:
+    result = subprocess.run(command, cwd=cwd, text=True, stdout=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        sys.exit(f"changed: `{' '.join(command)}` failed (exit {result.returncode})")
+    return result.stdout if capture else ""
+
+
+def pants(repo: Path, *args: str, capture: bool = True) -> str:
+    return run("./pants", *args, cwd=repo, capture=capture)
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def changed_files(repo: Path, base: str) -> list[str]:
+    """Files changed since `base` in the working tree, untracked ones included (as Pants sees it)."""
+    diff = run("git", "diff", "--name-only", base, cwd=repo)
+    untracked = run("git", "ls-files", "--others", "--exclude-standard", cwd=repo)
+    return sorted(set(lines(diff)) | set(lines(untracked)))
+
+
+def pin_notes(text: str) -> dict[str, tuple[str, list[str]]]:
+    """`name==version  # for: a, b` lines -> {normalised name: (version, [a, b])}."""
+    notes = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*(?:#\s*for:\s*(.*))?$", line)
+        if match:
+            name, version, users = match.groups()
+            notes[normalise(name)] = (version, [user.strip() for user in (users or "").split(",") if user.strip()])
+    return notes
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements_for_changed_pins(repo: Path, base: str) -> tuple[list[str], list[str]]:
+    """(requirement addresses whose pinned closure changed, what changed), from constraints.txt."""
+    before = pin_notes(run("git", "show", f"{base}:{CONSTRAINTS}", cwd=repo))
+    after = pin_notes((repo / CONSTRAINTS).read_text())
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    users: set[str] = set()
+    for name in changed:
+        noted = after.get(name, before.get(name, ("", [])))[1]
+        if not noted:
+            return [f"{REQUIREMENTS_TARGET}:"], [f"{name} (no '# for:' note: every requirement)"]
+        users.update(noted)
+    return [f"{REQUIREMENTS_TARGET}#{user}" for user in sorted(users)], changed
+
+
+def plan(repo: Path, base_ref: str) -> Plan:
+    base = run("git", "merge-base", base_ref, "HEAD", cwd=repo).strip()
+    result = Plan(base=base, changed_files=changed_files(repo, base))
+    targets: set[str] = set()
+    configuration = [f for f in result.changed_files if f.startswith(BUILD_CONFIGURATION)]
+    if configuration:
+        result.reasons.append(f"build configuration changed ({', '.join(configuration)}): every target")
+        targets.update(lines(pants(repo, "list", "::")))
+    else:
+        targets.update(lines(pants(repo, f"--changed-since={base}", "--changed-dependents=transitive", "list")))
+        if CONSTRAINTS in result.changed_files:
+            requirements, pins = requirements_for_changed_pins(repo, base)
+            if requirements:
+                result.reasons.append(f"pins changed ({', '.join(pins)}): dependents of {', '.join(requirements)}")
+                targets.update(requirements)
+                targets.update(lines(pants(repo, "dependents", "--transitive", *requirements)))
+    result.targets = sorted(targets)
+    if result.targets:
+        describe(repo, result)
+    return result
+
+
+def describe(repo: Path, result: Plan) -> None:
+    """Fill in the plan's tests, images and overlays from the targets' own declarations."""
+    with spec_file(result.targets) as specs:
+        peeked = json.loads(pants(repo, f"--spec-files={specs}", "--filter-target-type=python_test,docker_image,files", "peek"))
+    for target in peeked:
+        kind, address = target["target_type"], target["address"]
+        if kind == "python_test":
+            result.tests.append(address)
+        elif kind == "docker_image":
+            result.images[address] = target["repository"]
+        elif "overlay" in (target.get("tags") or []):
+            result.overlays.append(target["description"])
+    result.tests.sort()
+    result.overlays.sort()
+
+
+class spec_file:
+    """A temporary file of Pants specs, one per line (for `--spec-files`)."""
+
+    def __init__(self, specs: list[str]) -> None:
+        self.specs = specs
+
+    def __enter__(self) -> str:
+        handle = tempfile.NamedTemporaryFile("w", suffix=".specs", delete=False)
+        handle.write("\n".join(self.specs) + "\n")
+        handle.close()
+        self.path = handle.name
+        return self.path
+
+    def __exit__(self, *_: object) -> None:
+        os.unlink(self.path)
+
+
+def report(result: Plan) -> str:
+    out = [f"Changed since {result.base[:12]}: {len(result.changed_files)} file(s)"]
+    out += [f"  {path}" for path in result.changed_files]
+    out += [f"Because {reason}" for reason in result.reasons]
+    if not result.targets:
+        out.append("Nothing to build: no target owns the changed files.")
+        return "\n".join(out)
+    out.append(f"Targets to lint, check, test and package: {len(result.targets)}")
+    out.append(f"Tests ({len(result.tests)}):")
+    out += [f"  {test}" for test in result.tests]
+    out.append(f"Images to publish ({len(result.images)}):")
+    out += [f"  {repository}  ({address})" for address, repository in sorted(result.images.items())]
+    out.append(f"Overlays to publish ({len(result.overlays)}):")
+    out += [f"  {overlay}" for overlay in result.overlays]
+    return "\n".join(out)
+
+
+def build(repo: Path, result: Plan) -> None:
+    with spec_file(result.targets) as specs:
+        pants(repo, f"--spec-files={specs}", "lint", "check", "test", capture=False)
+        if result.images:
+            pants(repo, f"--spec-files={specs}", "--filter-target-type=docker_image", "package", capture=False)
+
+
+def publish(repo: Path, result: Plan, commit: str) -> None:
+    registry = os.environ.get("REGISTRY", "").rstrip("/")
+    docker = shutil.which("docker") or "docker"
+    for repository in sorted(result.images.values()):
+        if not registry:
+            print(f"REGISTRY is not set: {repository}:{commit} stays in the local engine")
+            continue
+        remote = f"{registry}/{repository}:{commit}"
+        run(docker, "tag", f"{repository}:{commit}", remote, cwd=repo)
+        run(docker, "push", remote, cwd=repo, capture=False)
+        print(f"pushed {remote}")
+    manifests = repo / "dist" / "manifests"
+    manifests.mkdir(parents=True, exist_ok=True)
+    for overlay in result.overlays:
+        _, service, _, env = overlay.split("/")
+        target = manifests / f"{service}-{env}.yaml"
+        target.write_text(render_pinned(repo, service, env, registry, commit))
+        print(f"rendered {overlay} -> {target.relative_to(repo)}")
+
+
+def render_pinned(repo: Path, service: str, env: str, registry: str, tag: str) -> str:
+    """The overlay rendered with its image pinned to `tag` (and `registry`), the committed files untouched."""
+    with tempfile.TemporaryDirectory() as scratch:
+        k8s = Path(scratch) / "k8s"
+        shutil.copytree(repo / "k8s", k8s)
+        run(str(k8s / "set-image-tag"), service, env, tag, cwd=repo)
+        if registry:
+            overlay = k8s / service / "overlays" / env / "kustomization.yaml"
+            name = f"modelserving-{service}"
+            overlay.write_text(overlay.read_text().replace(f"newName: {name}\n", f"newName: {registry}/{name}\n"))
+        return run("kubectl", "kustomize", str(k8s / service / "overlays" / env), cwd=repo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="the git ref the change is compared with (its merge base with HEAD)")
+    parser.add_argument("--list", action="store_true", help="say what would be built and published; build nothing")
+    parser.add_argument("--json", action="store_true", help="with --list: print the plan as JSON")
+    parser.add_argument("--publish", action="store_true", help="after building, publish images and overlays")
+    arguments = parser.parse_args(argv)
+    repo = Path(run("git", "rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+
+    result = plan(repo, arguments.base)
+    print(json.dumps(asdict(result), indent=2) if arguments.json else report(result), flush=True)
+    if arguments.list or not result.targets:
+        return
+    commit = os.environ.setdefault("GIT_COMMIT", run("git", "rev-parse", "HEAD", cwd=repo).strip())
+    os.environ.setdefault("GIT_COMMIT_DATE", run("git", "log", "-1", "--format=%cI", cwd=repo).strip())
+    build(repo, result)
+    if arguments.publish:
+        publish(repo, result, commit)
+
+
+if __name__ == "__main__":
+    main()
