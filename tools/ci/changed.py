@@ -87,7 +87,10 @@ def pin_notes(text: str) -> dict[str, tuple[str, list[str]]]:
         match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*(?:#\s*for:\s*(.*))?$", line)
         if match:
             name, version, users = match.groups()
-            notes[normalise(name)] = (version, [user.strip() for user in (users or "").split(",") if user.strip()])
+            notes[normalise(name)] = (
+                version,
+                [user.strip() for user in (users or "").split(",") if user.strip()],
+            )
     return notes
 
 
@@ -109,7 +112,15 @@ def requirements_for_changed_pins(repo: Path, base: str) -> tuple[list[str], lis
     return [f"{REQUIREMENTS_TARGET}#{user}" for user in sorted(users)], changed
 
 
+NO_COMMIT = "0" * 40  # GitHub's `before` for a branch's first push
+
+
 def plan(repo: Path, base_ref: str) -> Plan:
+    if base_ref == NO_COMMIT:
+        result = Plan(base=base_ref, changed_files=[], reasons=["no previous commit: every target"])
+        result.targets = sorted(lines(pants(repo, "list", "::")))
+        describe(repo, result)
+        return result
     base = run("git", "merge-base", base_ref, "HEAD", cwd=repo).strip()
     result = Plan(base=base, changed_files=changed_files(repo, base))
     targets: set[str] = set()
@@ -118,11 +129,15 @@ def plan(repo: Path, base_ref: str) -> Plan:
         result.reasons.append(f"build configuration changed ({', '.join(configuration)}): every target")
         targets.update(lines(pants(repo, "list", "::")))
     else:
-        targets.update(lines(pants(repo, f"--changed-since={base}", "--changed-dependents=transitive", "list")))
+        targets.update(
+            lines(pants(repo, f"--changed-since={base}", "--changed-dependents=transitive", "list"))
+        )
         if CONSTRAINTS in result.changed_files:
             requirements, pins = requirements_for_changed_pins(repo, base)
             if requirements:
-                result.reasons.append(f"pins changed ({', '.join(pins)}): dependents of {', '.join(requirements)}")
+                result.reasons.append(
+                    f"pins changed ({', '.join(pins)}): dependents of {', '.join(requirements)}"
+                )
                 targets.update(requirements)
                 targets.update(lines(pants(repo, "dependents", "--transitive", *requirements)))
     result.targets = sorted(targets)
@@ -134,7 +149,14 @@ def plan(repo: Path, base_ref: str) -> Plan:
 def describe(repo: Path, result: Plan) -> None:
     """Fill in the plan's tests, images and overlays from the targets' own declarations."""
     with spec_file(result.targets) as specs:
-        peeked = json.loads(pants(repo, f"--spec-files={specs}", "--filter-target-type=python_test,docker_image,files", "peek"))
+        peeked = json.loads(
+            pants(
+                repo,
+                f"--spec-files={specs}",
+                "--filter-target-type=python_test,docker_image,files,file",
+                "peek",
+            )
+        )
     for target in peeked:
         kind, address = target["target_type"], target["address"]
         if kind == "python_test":
@@ -144,7 +166,7 @@ def describe(repo: Path, result: Plan) -> None:
         elif "overlay" in (target.get("tags") or []):
             result.overlays.append(target["description"])
     result.tests.sort()
-    result.overlays.sort()
+    result.overlays = sorted(set(result.overlays))
 
 
 class spec_file:
@@ -185,7 +207,9 @@ def build(repo: Path, result: Plan) -> None:
     with spec_file(result.targets) as specs:
         pants(repo, f"--spec-files={specs}", "lint", "check", "test", capture=False)
         if result.images:
-            pants(repo, f"--spec-files={specs}", "--filter-target-type=docker_image", "package", capture=False)
+            pants(
+                repo, f"--spec-files={specs}", "--filter-target-type=docker_image", "package", capture=False
+            )
 
 
 def publish(repo: Path, result: Plan, commit: str) -> None:
@@ -217,14 +241,20 @@ def render_pinned(repo: Path, service: str, env: str, registry: str, tag: str) -
         if registry:
             overlay = k8s / service / "overlays" / env / "kustomization.yaml"
             name = f"modelserving-{service}"
-            overlay.write_text(overlay.read_text().replace(f"newName: {name}\n", f"newName: {registry}/{name}\n"))
+            overlay.write_text(
+                overlay.read_text().replace(f"newName: {name}\n", f"newName: {registry}/{name}\n")
+            )
         return run("kubectl", "kustomize", str(k8s / service / "overlays" / env), cwd=repo)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("base", help="the git ref the change is compared with (its merge base with HEAD)")
-    parser.add_argument("--list", action="store_true", help="say what would be built and published; build nothing")
+    parser.add_argument(
+        "--list", action="store_true", help="say what would be built and published; build nothing"
+    )
     parser.add_argument("--json", action="store_true", help="with --list: print the plan as JSON")
     parser.add_argument("--publish", action="store_true", help="after building, publish images and overlays")
     arguments = parser.parse_args(argv)

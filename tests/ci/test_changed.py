@@ -1,0 +1,205 @@
+"""The changed-only CI (.ci/changed) plans exactly what each kind of change touches.
+
+Each case commits one change to a throw-away copy of the repo and compares the
+script's plan (`.ci/changed base --list --json`) with the expected tests, images and
+overlays. Expectations come from the repo's layout (which test files exist, which
+services are registered), never from Pants or the script.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ci.throwaway import git, make_throwaway_repo, stop_pantsd
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    copy = make_throwaway_repo(tmp_path_factory.mktemp("repo"))
+    yield copy
+    stop_pantsd(copy)
+
+
+def registered_services(repo: Path) -> list[str]:
+    text = (repo / "pants-plugins" / "services.py").read_text()
+    return re.findall(r'^\s+"([a-z0-9]+)",$', text, flags=re.MULTILINE)
+
+
+def test_files(repo: Path, *globs: str) -> set[str]:
+    return {str(path.relative_to(repo)) for pattern in globs for path in repo.glob(pattern)}
+
+
+@dataclass
+class Expected:
+    tests: Callable[[Path], set[str]]
+    images: Callable[[list[str]], set[str]]
+    overlays: Callable[[list[str]], set[str]]
+
+
+def nothing(_: object) -> set[str]:
+    return set()
+
+
+def service_images(services: list[str]) -> set[str]:
+    return {f"modelserving-{service}" for service in services}
+
+
+def every_overlay(services: list[str]) -> set[str]:
+    return {f"k8s/{service}/overlays/{env}" for service in services for env in ENVIRONMENTS}
+
+
+CI_TESTS = "tests/ci/test_*.py"  # they copy the whole build (//:tree), so any build change reruns them
+CROSS_SERVICE_TESTS = ("tests/services/test_*.py", "tests/containers/test_*.py", "tests/k8s/test_*.py")
+DEPLOYMENT_TESTS = ("tests/containers/test_*.py", "tests/k8s/test_*.py")
+
+
+def append(path: str, line: str = "# touched by a CI test") -> Callable[[Path], None]:
+    def change(repo: Path) -> None:
+        with (repo / path).open("a") as file:
+            file.write(f"\n{line}\n")
+
+    return change
+
+
+def bump_pin(name: str) -> Callable[[Path], None]:
+    def change(repo: Path) -> None:
+        constraints = repo / "3rdparty/python/constraints.txt"
+        text, count = re.subn(
+            rf"^({re.escape(name)}==)\S+", r"\g<1>99.0", constraints.read_text(), flags=re.M
+        )
+        assert count == 1, f"no pin for {name}"
+        constraints.write_text(text)
+
+    return change
+
+
+def several(*changes: Callable[[Path], None]) -> Callable[[Path], None]:
+    def change(repo: Path) -> None:
+        for one in changes:
+            one(repo)
+
+    return change
+
+
+CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
+    "one-service": (
+        append("services/iris/features.py"),
+        Expected(
+            lambda repo: test_files(repo, "services/iris/test_*.py", *CROSS_SERVICE_TESTS, CI_TESTS),
+            lambda _: {"modelserving-iris"},
+            lambda _: every_overlay(["iris"]),
+        ),
+    ),
+    "libs": (
+        append("libs/modelserving/v2.py"),
+        Expected(
+            lambda repo: test_files(
+                repo,
+                "libs/**/test_*.py",
+                "services/*/test_*.py",
+                "tools/*/test_*.py",
+                "tests/browser/test_*.py",
+                *CROSS_SERVICE_TESTS,
+                CI_TESTS,
+            ),
+            service_images,
+            every_overlay,
+        ),
+    ),
+    "base-image": (
+        append("base-image/Dockerfile"),
+        Expected(
+            lambda repo: test_files(repo, *DEPLOYMENT_TESTS, CI_TESTS),
+            lambda services: service_images(services) | {"modelserving-base"},
+            every_overlay,
+        ),
+    ),
+    "pin-of-one-service": (
+        bump_pin("xgboost-cpu"),  # only diabetes uses xgboost
+        Expected(
+            lambda repo: test_files(repo, "services/diabetes/test_*.py", *CROSS_SERVICE_TESTS, CI_TESTS),
+            lambda _: {"modelserving-diabetes"},
+            lambda _: every_overlay(["diabetes"]),
+        ),
+    ),
+    "pin-of-a-test-tool": (
+        bump_pin("greenlet"),  # needed by Playwright only, which only the browser tests use
+        Expected(lambda repo: test_files(repo, "tests/browser/test_*.py", CI_TESTS), nothing, nothing),
+    ),
+    "pants-toml": (
+        append("pants.toml"),
+        Expected(
+            lambda repo: test_files(repo, "**/test_*.py"),
+            lambda services: service_images(services) | {"modelserving-base"},
+            every_overlay,
+        ),
+    ),
+    "one-overlay": (
+        append("k8s/iris/overlays/prod/kustomization.yaml"),
+        Expected(
+            lambda repo: test_files(repo, *DEPLOYMENT_TESTS, CI_TESTS),
+            nothing,
+            lambda _: {"k8s/iris/overlays/prod"},
+        ),
+    ),
+    "shared-component": (
+        append("k8s/components/model-service/deployment.yaml"),
+        Expected(lambda repo: test_files(repo, *DEPLOYMENT_TESTS, CI_TESTS), nothing, every_overlay),
+    ),
+    "docs-only": (
+        several(append("README.md", "More docs."), append("services/iris/README.md", "More docs.")),
+        Expected(nothing, nothing, nothing),
+    ),
+}
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def changed(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [".ci/changed", "base", *args], cwd=repo, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_plan_is_exactly_what_the_change_touches(repo: Path, case: str) -> None:
+    change, expected = CASES[case]
+    git(repo, "checkout", "-q", "-B", case, "base")
+    change(repo)
+    commit_all(repo, case)
+
+    result = changed(repo, "--list", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    services = registered_services(repo)
+    assert services, "no services registered in pants-plugins/services.py"
+
+    images = sorted(plan["images"].values())
+    print(f"{case}: {len(plan['targets'])} targets, {len(plan['tests'])} tests, images {images}")
+    assert {test.split(":")[0] for test in plan["tests"]} == expected.tests(repo)
+    assert set(plan["images"].values()) == expected.images(services)
+    assert set(plan["overlays"]) == expected.overlays(services)
+    assert bool(plan["targets"]) == (case != "docs-only")
+
+
+def test_docs_only_change_builds_nothing(repo: Path) -> None:
+    git(repo, "checkout", "-q", "-B", "docs", "base")
+    append("k8s/README.md", "More docs.")(repo)
+    commit_all(repo, "docs")
+
+    result = changed(repo)  # not --list: it would build, were there anything to build
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to build" in result.stdout
+    assert "Tests (" not in result.stdout
