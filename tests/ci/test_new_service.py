@@ -1,0 +1,92 @@
+"""`./pants run tools/new-service` makes services that pass their tests, build, deploy and run.
+
+In a throw-away copy of the repo: generate a classification and a regression
+service, then, with no edits, lint/type-check/test them, render and validate their
+overlays with the rest (tests/k8s), check them against every other service's
+promises (tests/services), and run their images as their prod Deployments declare
+(tests/containers). Also: a name that exists is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ci.throwaway import git, make_throwaway_repo, stop_pantsd
+
+NEW = {"wine": "classification", "housing": "regression"}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    copy = make_throwaway_repo(tmp_path_factory.mktemp("repo"))
+    yield copy
+    stop_pantsd(copy)
+
+
+def pants(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    result = subprocess.run(["./pants", *args], cwd=repo, capture_output=True, text=True, timeout=1200)
+    print(f"./pants {' '.join(args)}: exit {result.returncode} in {time.monotonic() - started:.0f} s")
+    return result
+
+
+def passed(result: subprocess.CompletedProcess[str]) -> bool:
+    return result.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def generated(repo: Path) -> Path:
+    for name, task in NEW.items():
+        result = pants(repo, "run", "tools/new-service", "--", name, "--task", task)
+        assert passed(result), result.stdout + result.stderr
+        assert f"Created the {name} service ({task})" in result.stdout
+    return repo
+
+
+def test_generated_services_are_registered_with_model_and_overlays(generated: Path) -> None:
+    registry = (generated / "pants-plugins/services.py").read_text()
+    for name in NEW:
+        assert f'    "{name}",\n' in registry
+        assert (generated / f"services/{name}/model/model_card.json").is_file()
+        for env in ("dev", "staging", "prod"):
+            assert (generated / f"k8s/{name}/overlays/{env}/kustomization.yaml").is_file()
+
+
+def test_an_existing_name_is_refused_and_nothing_changes(generated: Path) -> None:
+    before = git(generated, "status", "--porcelain")
+    result = pants(generated, "run", "tools/new-service", "--", "wine", "--task", "regression")
+    assert result.returncode != 0
+    assert "new-service: 'wine' exists: services/wine" in result.stderr
+    assert git(generated, "status", "--porcelain") == before
+
+
+def test_generated_services_lint_type_check_and_pass_their_tests_and_the_shared_ones(generated: Path) -> None:
+    specs = [f"services/{name}::" for name in NEW]
+    result = pants(generated, "lint", "check", "test", *specs, "tests/k8s::", "tests/services::")
+    assert passed(result), result.stdout + result.stderr[-6000:]
+    for name in NEW:
+        assert f"services/{name}/test_api.py:tests succeeded" in result.stderr
+
+
+def test_generated_images_run_as_their_prod_deployments_declare(generated: Path) -> None:
+    selected = " or ".join(NEW)
+    result = pants(
+        generated,
+        "test",
+        "--test-output=all",
+        "tests/containers/test_pod_equivalent.py",
+        "--",
+        "-k",
+        selected,
+        "-v",
+    )
+    assert passed(result), result.stdout + result.stderr[-6000:]
+    for name in NEW:
+        assert (
+            f"test_image_runs_as_the_prod_deployment_declares[{name}] PASSED" in result.stdout + result.stderr
+        )
