@@ -106,7 +106,6 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
                 repo,
                 "libs/**/test_*.py",
                 "services/*/test_*.py",
-                "tools/*/test_*.py",
                 "tests/browser/test_*.py",
                 *CROSS_SERVICE_TESTS,
                 CI_TESTS,

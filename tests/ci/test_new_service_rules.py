@@ -1,6 +1,6 @@
 """The generator refuses bad names, renders every template fully, and leaves nothing behind on failure.
 
-(tests/ci/test_new_service.py generates real services into a copy of the repo and builds them.)
+(test_new_service.py generates real services into a copy of the repo and builds them.)
 """
 
 from pathlib import Path
