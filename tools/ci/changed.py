@@ -102,7 +102,12 @@ def requirements_for_changed_pins(repo: Path, base: str) -> tuple[list[str], lis
     """(requirement addresses whose pinned closure changed, what changed), from constraints.txt."""
     before = pin_notes(run("git", "show", f"{base}:{CONSTRAINTS}", cwd=repo))
     after = pin_notes((repo / CONSTRAINTS).read_text())
-    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    versions = {
+        name: (before.get(name, ("",))[0], after.get(name, ("",))[0]) for name in before.keys() | after.keys()
+    }
+    changed = sorted(
+        name for name, (old, new) in versions.items() if old != new
+    )  # notes alone change nothing
     users: set[str] = set()
     for name in changed:
         noted = after.get(name, before.get(name, ("", [])))[1]

@@ -1,0 +1,62 @@
+"""The GitHub Actions workflow is valid and runs the CI scripts as the README says.
+
+No GitHub is reachable here, so the workflow never runs in these tests: it is
+validated offline against the GitHub workflow schema that check-jsonschema ships,
+and its jobs are read to check that they call the scripts tests/ci exercises.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+WORKFLOW = Path(".github/workflows/ci.yaml")
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def workflow() -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load(WORKFLOW.read_text())
+    return loaded
+
+
+def run_steps(job: str) -> list[str]:
+    return [step["run"] for step in workflow()["jobs"][job]["steps"] if "run" in step]
+
+
+def test_workflow_is_valid_against_the_github_schema() -> None:
+    result = validate(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_validation_catches_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "ci.yaml"
+    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "run-on:", 1))
+    result = validate(broken)
+    assert result.returncode != 0
+    assert "run-on" in result.stdout + result.stderr
+
+
+def test_pull_requests_build_only_what_changed_since_their_base_branch() -> None:
+    job = workflow()["jobs"]["changed"]
+    (checkout,) = (step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0, "the merge base must be in the clone"
+    assert '.ci/changed "origin/$BASE_REF"' in run_steps("changed")
+    assert '.ci/changed "$BEFORE" --publish' in run_steps("changed")
+
+
+def test_the_full_build_is_ci_run() -> None:
+    assert run_steps("full") == [".ci/run"]
+    # yaml reads the bare key `on` as True
+    triggers = workflow()[True]
+    assert {"pull_request", "push", "schedule", "workflow_dispatch"} <= set(triggers)
