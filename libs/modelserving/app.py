@@ -10,7 +10,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,15 +19,17 @@ from fastapi import Body, FastAPI, Response
 from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
+from threadpoolctl import threadpool_limits
 
 from modelserving import metrics
 from modelserving.artifacts import load_model
+from modelserving.batching import MicroBatcher
 from modelserving.docs import install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.middleware import RequestContextMiddleware
 from modelserving.service import ModelService, Runtime
 from modelserving.settings import Settings, load_settings
-from modelserving.v2 import add_v2_routes
+from modelserving.v2 import add_v2_routes, prediction_list_field
 
 log = logging.getLogger("modelserving")
 
@@ -53,6 +55,8 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     config = settings or load_settings()
     model_dir = config.model_dir or service.model_dir
     runtime = Runtime(booted_at=datetime.now(UTC))
+    threadpool_limits(config.inference_threads)
+    predict_rows = _predictor(service, runtime, config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,10 +97,12 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         }
     }
 
-    def predict(batch: list[Any]) -> Any:
+    async def predict(batch: list[Any]) -> Any:
         if runtime.model is None:
             return error_response(503, "model not loaded yet")
-        return metrics.predict(service, runtime.model, batch)
+        response = await predict_rows(batch)
+        # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
+        return Response(response.model_dump_json(), media_type="application/json")
 
     # The body's item type is the service's, so FastAPI is given it at run time.
     predict.__annotations__["batch"] = Annotated[
@@ -116,18 +122,18 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         tags=list(service.tags) or ["prediction"],
     )
 
-    add_v2_routes(app, service, runtime, config)
+    add_v2_routes(app, service, runtime, config, predict_rows)
 
     @app.get("/metrics", tags=["monitoring"], response_class=Response, summary="Prometheus metrics")
     def prometheus_metrics() -> Response:
         return metrics.metrics_response()
 
     @app.get("/", include_in_schema=False)
-    def index() -> RedirectResponse:
+    async def index() -> RedirectResponse:
         return RedirectResponse("/docs")
 
     @app.get("/health_check", tags=["health"])
-    def health_check() -> HealthCheck:
+    async def health_check() -> HealthCheck:
         card = runtime.model.card if runtime.model else None
         return HealthCheck(
             health="ok" if runtime.ready else "starting",
@@ -138,11 +144,11 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         )
 
     @app.get("/health_check/load_balancer", tags=["health"], response_class=Response)
-    def load_balancer_check() -> Response:
+    async def load_balancer_check() -> Response:
         return Response(status_code=200)
 
     @app.get("/livez", tags=["probes"], summary="The process is alive")
-    def livez() -> Readiness:
+    async def livez() -> Readiness:
         return Readiness(status="alive")
 
     @app.get(
@@ -151,13 +157,36 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         summary="The model is loaded and warmed up",
         responses={503: {"model": Readiness, "description": "Starting or shutting down"}},
     )
-    def readyz() -> Any:
+    async def readyz() -> Any:
         if runtime.ready and not runtime.draining:
             return Readiness(status="ready")
         status = "shutting down" if runtime.draining else "starting"
         return JSONResponse({"status": status}, status_code=503)
 
     return app
+
+
+def _predictor(
+    service: ModelService[Any, Any], runtime: Runtime, config: Settings
+) -> Callable[[Sequence[Any]], Awaitable[BaseModel]]:
+    """`await predict_rows(rows)`: the loaded model's response for `rows`, micro-batched if configured."""
+
+    def run(rows: Sequence[Any]) -> BaseModel:
+        assert runtime.model is not None, "predictions are only routed once the model is loaded"
+        response: BaseModel = metrics.predict(service, runtime.model, rows)
+        return response
+
+    if not config.micro_batching:
+
+        async def unbatched(rows: Sequence[Any]) -> BaseModel:
+            return run(rows)
+
+        return unbatched
+    field, _ = prediction_list_field(service.response_type)
+    batcher = MicroBatcher(
+        run, field, max_rows=config.max_batch_size, max_wait=config.batch_wait_microseconds / 1e6
+    )
+    return batcher.predict
 
 
 def _drain_on_sigterm(runtime: Runtime) -> None:

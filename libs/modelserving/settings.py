@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     app_revision: str = Field(default="unknown", description="Source revision of the running build.")
     environment: str = Field(default="dev", min_length=1, description="Deployment environment name.")
     graceful_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
+    micro_batching: bool = Field(
+        default=True,
+        description="Coalesce concurrent predictions into one model call (modelserving.batching).",
+    )
+    batch_wait_microseconds: int = Field(
+        default=0, ge=0, le=100_000, description="How long a prediction may wait for others to batch with."
+    )
+    inference_threads: int = Field(
+        default=1, ge=1, le=256, description="BLAS/OpenMP threads per worker: one, so workers do not fight."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

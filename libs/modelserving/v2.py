@@ -18,7 +18,7 @@ one output per field. Errors are the protocol's `{"error": "..."}`.
 import math
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -26,7 +26,6 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from modelserving import metrics
 from modelserving.errors import field_path, protocol_error_response
 from modelserving.logs import request_id
 from modelserving.service import ModelService, Runtime
@@ -151,7 +150,7 @@ def _field_kind(annotation: Any) -> tuple[frozenset[str], Datatype]:
     return ACCEPTED.get(_base_type(annotation), (frozenset({"BYTES"}), "BYTES"))
 
 
-def _prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:
+def prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:
     """The response field holding one prediction per row, e.g. `predictions: list[Prediction]`."""
     for name, info in response_type.model_fields.items():
         if typing.get_origin(info.annotation) is list:
@@ -187,7 +186,7 @@ class V2Codec:
         self.required = {name for name, info in service.item_type.model_fields.items() if info.is_required()}
         row_list: Any = list[service.item_type]  # type: ignore[name-defined]
         self.rows_adapter: TypeAdapter[list[Any]] = TypeAdapter(row_list)
-        self.list_field, prediction_type = _prediction_list_field(service.response_type)
+        self.list_field, prediction_type = prediction_list_field(service.response_type)
         self.outputs = {
             name: self._output_kind(info.annotation) for name, info in prediction_type.model_fields.items()
         }
@@ -338,7 +337,13 @@ class V2Codec:
         )
 
 
-def add_v2_routes(app: FastAPI, service: ModelService[Any, Any], runtime: Runtime, config: Settings) -> None:
+def add_v2_routes(
+    app: FastAPI,
+    service: ModelService[Any, Any],
+    runtime: Runtime,
+    config: Settings,
+    predict_rows: Callable[[Sequence[Any]], Awaitable[BaseModel]],
+) -> None:
     codec = V2Codec(service, config.max_batch_size)
     tags: list[str | Enum] = ["open inference protocol (v2)"]
     errors: dict[int | str, dict[str, Any]] = {
@@ -371,13 +376,12 @@ def add_v2_routes(app: FastAPI, service: ModelService[Any, Any], runtime: Runtim
             return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
         return ReadyResponse(ready=runtime.ready and not runtime.draining)
 
-    def infer(
+    async def infer(
         model_name: ModelName, inference: InferenceRequest, model_version: str | None = None
     ) -> InferenceResponse:
         version = loaded_version(model_name, model_version)
-        assert runtime.model is not None
         rows = codec.rows(inference)
-        response = metrics.predict(service, runtime.model, rows)
+        response = await predict_rows(rows)
         return InferenceResponse(
             model_name=service.name,
             model_version=version,
