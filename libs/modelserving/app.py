@@ -67,6 +67,8 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         metrics.MODEL_LOAD_SECONDS.labels(service.name, loaded.card.version).set(
             time.perf_counter() - load_started
         )
+        if service.prepare is not None:
+            loaded = await asyncio.to_thread(service.prepare, loaded)
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
         runtime.model = loaded
         runtime.ready = True

@@ -32,6 +32,8 @@ class ModelService(Generic[Item, Prediction]):
     artifact_format: ArtifactFormat = JOBLIB
     # Open Inference Protocol: also accept all features as one numeric tensor [N, features] under this name.
     v2_tensor_input: str | None = None
+    # Run once on the verified model at start-up: the form `predict` gets it in (e.g. compiled for speed).
+    prepare: Callable[[LoadedModel], LoadedModel] | None = None
 
 
 @dataclass

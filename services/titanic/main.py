@@ -3,26 +3,25 @@
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
 import modelserving
 from modelserving import LoadedModel, ModelService
-from titanic.features import FEATURE_COLUMNS
+from titanic.features import SurvivalScorer
 from titanic.schemas import Passenger, PredictionMetadata, SurvivalPrediction, SurvivalResponse
 
 MODEL_DIR = Path(__file__).parent / "model"
 SURVIVAL_THRESHOLD = 0.5
 
 
+def prepare(model: LoadedModel) -> LoadedModel:
+    """The verified pipeline as a `SurvivalScorer`: same scores, without per-call pandas and checks."""
+    return LoadedModel(estimator=SurvivalScorer(model.estimator), card=model.card)
+
+
 def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> SurvivalResponse:
     metadata = PredictionMetadata(titanic_model_version=model.card.version)
     if not passengers:
         return SurvivalResponse(predictions=[], metadata=metadata)
-    frame = pd.DataFrame(
-        [passenger.model_dump(include=set(FEATURE_COLUMNS)) for passenger in passengers],
-        columns=list(FEATURE_COLUMNS),
-    )
-    scores = model.estimator.predict_proba(frame)[:, 1]
+    scores = model.estimator.scores(passengers)
     return SurvivalResponse(
         predictions=[
             SurvivalPrediction(
@@ -46,6 +45,7 @@ SERVICE = ModelService(
     item_type=Passenger,
     response_type=SurvivalResponse,
     predict=predict_survival,
+    prepare=prepare,
     examples=[
         Passenger(
             PassengerId=1,

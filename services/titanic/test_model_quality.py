@@ -1,12 +1,16 @@
 """The model is good enough, and the committed artifact is the one training produces."""
 
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
 from modelserving.testing import retrained_and_committed
 from titanic import train
-from titanic.features import build_pipeline, cross_validated_accuracy, load_training_data
+from titanic.features import SurvivalScorer, build_pipeline, cross_validated_accuracy, load_training_data
 from titanic.main import MODEL_DIR, SERVICE
 
 MIN_CV_ACCURACY = 0.82
@@ -32,3 +36,16 @@ def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: 
     retrained, committed = retrained_and_committed(train.main, SERVICE, tmp_path)
     frame, _ = load_training_data(train.DATA)
     assert (retrained.estimator.predict_proba(frame) == committed.estimator.predict_proba(frame)).all()
+
+
+def test_served_scores_equal_the_pipelines_on_every_training_passenger() -> None:
+    """What serving computes (SurvivalScorer: numpy features, prepared trees) is the pipeline's answer."""
+    pipeline = load_model(SERVICE.model_dir, expected_name="titanic").estimator
+    frame, _ = load_training_data(train.DATA)
+    passengers = [
+        SimpleNamespace(**{key: None if pd.isna(value) else value for key, value in record.items()})
+        for record in frame.to_dict("records")
+    ]
+    served = SurvivalScorer(pipeline).scores(passengers)
+    expected = pipeline.predict_proba(frame)[:, 1]
+    assert np.abs(served - expected).max() < 1e-12
