@@ -1,0 +1,130 @@
+"""The benchmark's report: the issue's ratios, a text table and a PNG chart, from one run's results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TITANIC_1 = "titanic, 1 passenger"
+CEILING = "framework ceiling (/health_check/load_balancer)"
+BASELINE = "baseline (seed style), 1 passenger"
+
+# ratio name -> (target, "min" if the figure must reach it, "max" if it must stay under it)
+TARGETS = {
+    "titanic_over_baseline_throughput": (10.0, "min"),
+    "titanic_over_framework_ceiling_throughput": (0.6, "min"),
+    "titanic_p99_over_p50": (3.0, "max"),
+    "titanic_batch_1000_p50_ms": (25.0, "max"),
+    "v2_over_typed_throughput": (0.8, "min"),
+    "titanic_startup_seconds": (2.0, "max"),
+    "batching_p50_cost_at_concurrency_1": (0.10, "max"),
+}
+
+
+def find(
+    report: dict[str, Any], scenario: str, *, workers: int = 1, concurrency: int = 16, batching: bool = True
+) -> dict[str, Any]:
+    for result in report["results"]:
+        if (result["scenario"], result["workers"], result["concurrency"], result["micro_batching"]) == (
+            scenario,
+            workers,
+            concurrency,
+            batching,
+        ):
+            return dict(result)
+    raise KeyError(f"no result for {scenario} w{workers} c{concurrency} batching={batching}")
+
+
+def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target of issue #7, computed from this run only, with whether it is met."""
+
+    def titanic() -> dict[str, Any]:
+        return find(report, TITANIC_1)
+
+    formulas: dict[str, Callable[[], Any]] = {
+        "titanic_over_baseline_throughput": lambda: titanic()["requests_per_second"]
+        / find(report, BASELINE)["requests_per_second"],
+        "titanic_over_framework_ceiling_throughput": lambda: titanic()["requests_per_second"]
+        / find(report, CEILING)["requests_per_second"],
+        "titanic_p99_over_p50": lambda: titanic()["p99_ms"] / titanic()["p50_ms"],
+        "titanic_batch_1000_p50_ms": lambda: find(report, "titanic, batch of 1000", concurrency=1)["p50_ms"],
+        "v2_over_typed_throughput": lambda: find(report, "titanic, v2 infer, 1 row")["requests_per_second"]
+        / titanic()["requests_per_second"],
+        "titanic_startup_seconds": lambda: report["startup_seconds"]["titanic"],
+        "batching_p50_cost_at_concurrency_1": lambda: find(report, TITANIC_1, concurrency=1)["p50_ms"]
+        / find(report, TITANIC_1, concurrency=1, batching=False)["p50_ms"]
+        - 1,
+    }
+    figures = {}
+    for name, formula in formulas.items():
+        try:
+            figures[name] = float(formula())
+        except KeyError:
+            continue  # not measured in this run (a --quick run)
+    out = {}
+    for name, value in figures.items():
+        target, kind = TARGETS[name]
+        out[name] = {
+            "value": round(value, 3),
+            "target": target,
+            "kind": kind,
+            "met": value >= target if kind == "min" else value <= target,
+        }
+    return out
+
+
+def table(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [
+        f"{machine['cpu_count']} x {machine['cpu_model']}; {report['duration_seconds']} s per scenario",
+        f"{'scenario':<50} {'workers':>7} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'errors':>6} {'worker RSS MB':>14}",
+    ]
+    for r in report["results"]:
+        name = r["scenario"] + ("" if r["micro_batching"] else " (batching off)")
+        lines.append(
+            f"{name:<50} {r['workers']:>7} {r['concurrency']:>4} {r['requests_per_second']:>9.1f}"
+            f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors'] + r['non_2xx']:>6}"
+            f" {'/'.join(map(str, r['worker_rss_mb'])):>14}"
+        )
+    lines.append("")
+    lines.append(f"start-up to /readyz 200 (s): {report['startup_seconds']}")
+    for name, ratio in report.get("ratios", {}).items():
+        sign = ">=" if ratio["kind"] == "min" else "<="
+        lines.append(
+            f"{name:<45} {ratio['value']:>9} (target {sign} {ratio['target']})"
+            f" {'met' if ratio['met'] else 'NOT MET'}"
+        )
+    return "\n".join(lines)
+
+
+def render_chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(r["scenario"] for r in report["results"]))
+    series = [("1 worker, c1", 1, 1), ("1 worker, c16", 1, 16), ("2 workers, c16", 2, 16)]
+    figure, axis = plt.subplots(figsize=(12, 6))
+    width = 0.27
+    for index, (label, workers, concurrency) in enumerate(series):
+        values = []
+        for scenario in scenarios:
+            try:
+                values.append(
+                    find(report, scenario, workers=workers, concurrency=concurrency)["requests_per_second"]
+                )
+            except KeyError:
+                values.append(0)
+        axis.barh([i + (index - 1) * width for i in range(len(scenarios))], values, height=width, label=label)
+    axis.set_yticks(range(len(scenarios)), scenarios)
+    axis.invert_yaxis()
+    axis.set_xlabel("requests per second")
+    machine = report["machine"]
+    axis.set_title(f"Model serving throughput ({machine['cpu_count']} x {machine['cpu_model']})")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

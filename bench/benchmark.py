@@ -1,0 +1,364 @@
+"""Serving benchmark: every scenario side by side, in one run, on this machine.
+
+    ./pants run bench                      # full run (about 6 minutes); writes bench/results/
+    ./pants run bench -- --duration 3      # shorter scenarios
+
+Each app runs as production runs it: the packaged PEX (`./pants package` is run
+first, without the daemon since `./pants run` holds it), N uvicorn workers, JSON
+access logs on (to a file, as a container's stdout would be collected). The load
+comes from `wrk` (Debian's package) on loopback, with a Lua script for the body and
+for the figures. Every scenario has a warm-up, then a fixed duration; the harness
+stops everything it started.
+
+Results: a table on stdout, bench/results/results.json and bench/results/results.png,
+with the CPU model and count. These are figures, not pass marks: nothing here fails
+on a number (the harness's smoke test only checks that it measures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench_report import ratios, render_chart, table
+
+PASSENGER = {
+    "PassengerId": 892,
+    "Pclass": 3,
+    "Name": "Kelly, Mr. James",
+    "Sex": "male",
+    "Age": 34.5,
+    "SibSp": 0,
+    "Parch": 0,
+    "Ticket": "330911",
+    "Fare": 7.8292,
+    "Cabin": None,
+    "Embarked": "Q",
+}
+FLOWER = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, "petal_width_cm": 0.2}
+PATIENT = {
+    "age": 59,
+    "sex": 2,
+    "bmi": 32.1,
+    "bp": 101,
+    "s1": 157,
+    "s2": 93.2,
+    "s3": 38,
+    "s4": 4,
+    "s5": 4.8598,
+    "s6": 87,
+}
+V2_PASSENGER = {
+    "inputs": [
+        {"name": name, "shape": [1], "datatype": datatype, "data": [value]}
+        for name, datatype, value in [
+            ("PassengerId", "INT64", 892),
+            ("Pclass", "INT64", 3),
+            ("Name", "BYTES", "Kelly, Mr. James"),
+            ("Sex", "BYTES", "male"),
+            ("Age", "FP64", 34.5),
+            ("SibSp", "INT64", 0),
+            ("Parch", "INT64", 0),
+            ("Ticket", "BYTES", "330911"),
+            ("Fare", "FP64", 7.8292),
+            ("Embarked", "BYTES", "Q"),
+        ]
+    ]
+}
+
+# app -> its PEX, where `./pants package` puts it under dist/
+APPS = {
+    "titanic": "services.titanic/serve.pex",
+    "iris": "services.iris/serve.pex",
+    "diabetes": "services.diabetes/serve.pex",
+    "baseline": "bench.baseline/baseline.pex",
+}
+PACKAGES = ["services/titanic:serve", "services/iris:serve", "services/diabetes:serve", "bench/baseline"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    app: str
+    path: str
+    body: Any = None  # JSON body for a POST; None for a GET
+
+    def lua(self) -> str:
+        lines = []
+        if self.body is not None:
+            lines += [
+                'wrk.method = "POST"',
+                'wrk.headers["content-type"] = "application/json"',
+                f"wrk.body = [==[{json.dumps(self.body)}]==]",
+            ]
+        lines.append(
+            "done = function(summary, latency, requests)\n"
+            "  local e = summary.errors\n"
+            '  io.write(string.format("RESULT {\\"requests\\": %d, \\"duration_us\\": %d, \\"errors\\": %d,'
+            ' \\"non_2xx\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d}\\n", summary.requests, summary.duration,'
+            " e.connect + e.read + e.write + e.timeout, e.status,"
+            " latency:percentile(50), latency:percentile(99)))\n"
+            "end"
+        )
+        return "\n".join(lines) + "\n"
+
+
+SCENARIOS = [
+    Scenario("framework ceiling (/health_check/load_balancer)", "titanic", "/health_check/load_balancer"),
+    Scenario("titanic, 1 passenger", "titanic", "/predict_survival_by_passengers", [PASSENGER]),
+    Scenario("titanic, batch of 100", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 100),
+    Scenario("titanic, batch of 1000", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 1000),
+    Scenario("titanic, v2 infer, 1 row", "titanic", "/v2/models/titanic/infer", V2_PASSENGER),
+    Scenario("iris, 1 flower", "iris", "/predict_species", [FLOWER]),
+    Scenario("diabetes, 1 patient", "diabetes", "/predict_progression", [PATIENT]),
+    Scenario(
+        "baseline (seed style), 1 passenger", "baseline", "/predict_survival_by_passengers", [PASSENGER]
+    ),
+]
+
+
+@dataclass
+class Measurement:
+    scenario: str
+    app: str
+    workers: int
+    concurrency: int
+    micro_batching: bool
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    non_2xx: int
+    worker_rss_mb: list[float] = field(default_factory=list)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+@contextmanager
+def running(
+    pex: Path, workers: int, micro_batching: bool, logs: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """The app on a free port, ready; yields (base URL, process, seconds to ready)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "info",
+        "MICRO_BATCHING": str(micro_batching).lower(),
+    }
+    with (logs / f"{pex.stem}-{port}.log").open("wb") as log:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, str(pex)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while get_status(url + "/readyz") != 200:
+                if process.poll() is not None or time.monotonic() - started > 120:
+                    raise RuntimeError(f"{pex} did not become ready; see {log.name}")
+                time.sleep(0.02)
+            yield url, process, time.monotonic() - started
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def worker_rss_mb(process: subprocess.Popen[bytes]) -> list[float]:
+    """Resident memory of each process serving requests: the workers, or the server itself if alone."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    pids = [int(pid) for pid in children] or [process.pid]
+    sizes = []
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        sizes.append(round(kb / 1024, 1))
+    return sizes
+
+
+def wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path) -> dict[str, int]:
+    script = scratch / "scenario.lua"
+    script.write_text(scenario.lua())
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url + scenario.path,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result: dict[str, int] = json.loads(line.removeprefix("RESULT "))
+    return result
+
+
+def measure(
+    scenario: Scenario,
+    url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    workers: int,
+    concurrency: int,
+    micro_batching: bool,
+    warmup: float,
+    duration: float,
+    scratch: Path,
+) -> Measurement:
+    wrk(url, scenario, concurrency, warmup, scratch)
+    figures = wrk(url, scenario, concurrency, duration, scratch)
+    measured = Measurement(
+        scenario=scenario.name,
+        app=scenario.app,
+        workers=workers,
+        concurrency=concurrency,
+        micro_batching=micro_batching,
+        requests_per_second=round(figures["requests"] / (figures["duration_us"] / 1e6), 1),
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        errors=figures["errors"],
+        non_2xx=figures["non_2xx"],
+        worker_rss_mb=worker_rss_mb(process),
+    )
+    print(
+        f"  {measured.scenario:<50} w{workers} c{concurrency:<3}{'' if micro_batching else ' unbatched'}"
+        f" {measured.requests_per_second:>9.1f} req/s"
+        f"  p50 {measured.p50_ms:7.2f} ms  p99 {measured.p99_ms:7.2f} ms"
+        f"  errors {measured.errors + measured.non_2xx}",
+        flush=True,
+    )
+    return measured
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), ""
+    )
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def package(repo: Path) -> None:
+    """Build the PEXes; `./pants run` holds the daemon, so this Pants runs without one."""
+    env = {**os.environ, "PANTS_CONCURRENT": "True"}
+    subprocess.run(["./pants", "package", *PACKAGES], cwd=repo, env=env, check=True)
+
+
+def run(
+    pexes: Path, *, duration: float, warmup: float, scenarios: list[Scenario], full: bool
+) -> dict[str, Any]:
+    """Measure `scenarios` against the PEXes under `pexes`; `full` adds 2 workers and batching off."""
+    results: list[Measurement] = []
+    startup: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        for app in dict.fromkeys(scenario.app for scenario in scenarios):
+            mine = [scenario for scenario in scenarios if scenario.app == app]
+            pex = pexes / APPS[app]
+            with running(pex, 1, True, scratch):
+                pass  # a PEX's first start builds its venv; start-up is timed on the next
+            variants = [(1, True), (2, True), (1, False)] if full else [(1, True)]
+            for workers, batching in variants:
+                if app == "baseline" and not batching:
+                    continue
+                with running(pex, workers, batching, scratch) as (url, process, ready_after):
+                    if workers == 1 and batching:
+                        startup[app] = round(ready_after, 2)
+                    for scenario in mine:
+                        levels = [1, 16] if workers == 1 and batching else [16] if batching else [1]
+                        if not batching and scenario.name != "titanic, 1 passenger":
+                            continue
+                        for concurrency in levels:
+                            results.append(
+                                measure(
+                                    scenario,
+                                    url,
+                                    process,
+                                    workers=workers,
+                                    concurrency=concurrency,
+                                    micro_batching=batching,
+                                    warmup=warmup,
+                                    duration=duration,
+                                    scratch=scratch,
+                                )
+                            )
+    return {
+        "machine": machine(),
+        "duration_seconds": duration,
+        "startup_seconds": startup,
+        "results": [asdict(r) for r in results],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds measured per scenario")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of load before measuring")
+    parser.add_argument("--output", type=Path, default=Path("bench/results"), help="where results go")
+    parser.add_argument("--no-package", action="store_true", help="use the PEXes already in dist/")
+    parser.add_argument("--quick", action="store_true", help="1 worker, batching on only (for a smoke run)")
+    arguments = parser.parse_args(argv)
+    repo = Path.cwd()
+    if not arguments.no_package:
+        package(repo)
+    report = run(
+        repo / "dist",
+        duration=arguments.duration,
+        warmup=arguments.warmup,
+        scenarios=SCENARIOS,
+        full=not arguments.quick,
+    )
+    write(report, repo / arguments.output)
+
+
+def write(report: dict[str, Any], output: Path) -> None:
+    report["ratios"] = ratios(report)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    render_chart(report, output / "results.png")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
