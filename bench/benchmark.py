@@ -214,7 +214,7 @@ def wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, scratch:
         "wrk",
         "-t1",
         f"-c{concurrency}",
-        f"-d{seconds}s",
+        f"-d{max(1, round(seconds))}s",
         "--timeout",
         "10s",
         "-s",
