@@ -1,7 +1,7 @@
 """Serving benchmark: every scenario side by side, in one run, on this machine.
 
-    ./pants run bench                      # full run (about 6 minutes); writes bench/results/
-    ./pants run bench -- --duration 3      # shorter scenarios
+    ./pants run bench:bench                # full run (about 6 minutes); writes bench/results/
+    ./pants run bench:bench -- --duration 3  # shorter scenarios
 
 Each app runs as production runs it: the packaged PEX (`./pants package` is run
 first, without the daemon since `./pants run` holds it), N uvicorn workers, JSON
