@@ -18,7 +18,6 @@ list of per-row predictions); an exception fails only the requests of its batch.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,28 +41,28 @@ class MicroBatcher:
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._queue: deque[tuple[Sequence[Any], asyncio.Future[BaseModel]]] = deque()
-        self._worker: asyncio.Task[None] | None = None
+        self._queued_rows = 0
+        self._flush_scheduled = False
 
     async def predict(self, rows: Sequence[Any]) -> BaseModel:
-        future: asyncio.Future[BaseModel] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[BaseModel] = loop.create_future()
         self._queue.append((rows, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
+        self._queued_rows += len(rows)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # A plain callback, not a task: it runs once every request already parsed in this turn
+            # of the event loop has queued, which is what makes them one batch.
+            if self._max_wait > 0 and self._queued_rows < self._max_rows:
+                loop.call_later(self._max_wait, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return await future
 
-    async def _drain(self) -> None:
+    def _flush(self) -> None:
+        self._flush_scheduled = False
         while self._queue:
-            if self._max_wait > 0:
-                await self._gather_company()
-            batch = self._take_batch()
-            self._run(batch)
-            # Let the requests parsed meanwhile join the queue before the next batch.
-            await asyncio.sleep(0)
-
-    async def _gather_company(self) -> None:
-        deadline = time.monotonic() + self._max_wait
-        while sum(len(rows) for rows, _ in self._queue) < self._max_rows and time.monotonic() < deadline:
-            await asyncio.sleep(min(deadline - time.monotonic(), 0.0005))
+            self._run(self._take_batch())
 
     def _take_batch(self) -> list[tuple[Sequence[Any], asyncio.Future[BaseModel]]]:
         batch = [self._queue.popleft()]
@@ -72,6 +71,7 @@ class MicroBatcher:
             rows, future = self._queue.popleft()
             batch.append((rows, future))
             total += len(rows)
+        self._queued_rows -= total
         return batch
 
     def _run(self, batch: list[tuple[Sequence[Any], asyncio.Future[BaseModel]]]) -> None:

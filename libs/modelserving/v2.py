@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -378,23 +378,27 @@ def add_v2_routes(
 
     async def infer(
         model_name: ModelName, inference: InferenceRequest, model_version: str | None = None
-    ) -> InferenceResponse:
+    ) -> Response:
         version = loaded_version(model_name, model_version)
         rows = codec.rows(inference)
         response = await predict_rows(rows)
-        return InferenceResponse(
+        body = InferenceResponse(
             model_name=service.name,
             model_version=version,
             id=inference.id if inference.id is not None else request_id.get(),
             outputs=codec.outputs_of(response, inference.outputs),
         )
+        # Built and typed here: serialised once, not validated again by FastAPI.
+        return Response(body.model_dump_json(exclude_none=True), media_type="application/json")
 
     for base in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
         # Optional protocol fields are left out rather than sent as null.
         options: dict[str, Any] = {"tags": tags, "responses": errors, "response_model_exclude_none": True}
         app.add_api_route(base, model_metadata, methods=["GET"], **options)
         app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], **options)
-        app.add_api_route(f"{base}/infer", infer, methods=["POST"], **options)
+        app.add_api_route(
+            f"{base}/infer", infer, methods=["POST"], response_model=InferenceResponse, **options
+        )
 
     @app.get("/v2", tags=tags)
     def server_metadata() -> ServerMetadata:

@@ -135,27 +135,34 @@ class SurvivalScorer:
 
     def matrix(self, passengers: Sequence[Any]) -> np.ndarray:
         """What `PassengerFeatures.transform` makes of the same passengers."""
+        titles = [_title(passenger.Name) for passenger in passengers]
+        number = {
+            name: np.array([_number(getattr(passenger, name)) for passenger in passengers], dtype=float)
+            for name in NUMERIC_INPUTS
+        }
+        title_age = np.array(
+            [self.features.age_by_title_.get(title, math.nan) for title in titles], dtype=float
+        )
+        number["Age"] = np.where(np.isnan(number["Age"]), title_age, number["Age"])
+        filled = {name: np.where(np.isnan(v), self.features.medians_[name], v) for name, v in number.items()}
+        family_size = filled["SibSp"] + filled["Parch"] + 1
         matrix = np.zeros((len(passengers), self.width))
-        medians, age_by_title = self.features.medians_, self.features.age_by_title_
-        for i, passenger in enumerate(passengers):
-            title = _title(passenger.Name)
-            number = {name: _number(getattr(passenger, name)) for name in NUMERIC_INPUTS}
-            if math.isnan(number["Age"]):
-                number["Age"] = age_by_title.get(title, math.nan)
-            filled = {name: medians[name] if math.isnan(v) else v for name, v in number.items()}
-            family_size = filled["SibSp"] + filled["Parch"] + 1
-            matrix[i, :6] = (
-                filled["Pclass"],
-                filled["Age"],
-                filled["Fare"],
-                family_size,
-                family_size == 1,
-                passenger.Cabin is not None,
-            )
-            for column, value in zip(self.one_hot, (passenger.Sex, title, passenger.Embarked), strict=True):
-                index = column.get("missing" if value is None else value)
-                if index is not None:  # unseen categories encode as all zeros, as the encoder's "ignore"
-                    matrix[i, len(NUMERIC_FEATURES) + index] = 1.0
+        matrix[:, 0] = filled["Pclass"]
+        matrix[:, 1] = filled["Age"]
+        matrix[:, 2] = filled["Fare"]
+        matrix[:, 3] = family_size
+        matrix[:, 4] = family_size == 1
+        matrix[:, 5] = [passenger.Cabin is not None for passenger in passengers]
+        categorical = (
+            [passenger.Sex for passenger in passengers],
+            titles,
+            [passenger.Embarked for passenger in passengers],
+        )
+        for columns, values in zip(self.one_hot, categorical, strict=True):
+            # Unseen categories encode as all zeros, as the fitted encoder's handle_unknown="ignore".
+            index = np.array([columns.get("missing" if value is None else value, -1) for value in values])
+            rows = np.flatnonzero(index >= 0)
+            matrix[rows, len(NUMERIC_FEATURES) + index[rows]] = 1.0
         return matrix
 
     def scores(self, passengers: Sequence[Any]) -> np.ndarray:
