@@ -1,13 +1,15 @@
 """Adaptive micro-batching: concurrent predictions for one model become one predict call.
 
-A request never waits for a timer by default: when the model is idle, the first
-request is predicted at once, so a lone client sees no added latency. Requests that
-arrive while a predict call runs queue up, and the next call takes all of them
-together, up to `max_rows` rows: the busier the server, the bigger the batches, and
-the fixed per-call cost of the model (input checks, array set-up) is paid once per
-batch instead of once per request. This is Triton's dynamic batcher with a zero
-queue delay, and MLServer's adaptive batching with a zero timeout; `max_wait` > 0
-waits up to that long for company before predicting.
+A request never waits for a timer by default. Each request queues its rows and,
+if none is pending, schedules a flush as a plain event-loop callback; the flush
+runs once every request already parsed in that turn of the loop has queued, and
+predicts them all in one call, up to `max_rows` rows. A lone client's request is
+predicted in the next turn (no added latency); under load, requests that arrived
+while the last batch ran form the next one: the busier the server, the bigger the
+batches, and the model's fixed per-call cost (input checks, array set-up) is paid
+once per batch instead of once per request. This is Triton's dynamic batcher with
+no queue delay, or MLServer's adaptive batching with a zero timeout; `max_wait` > 0
+holds the flush that long to gather more.
 
 Predict calls run on the event loop itself: inference is CPU-bound and holds the
 GIL, so a thread hop would add latency without adding throughput in one worker.
