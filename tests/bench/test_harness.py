@@ -5,6 +5,7 @@ how fast anything is (benchmarks are not tests).
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import benchmark
@@ -14,6 +15,7 @@ SMOKE = [s for s in SCENARIOS if s.name.startswith(("framework ceiling", "titani
 
 
 def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "wrk not found: install Debian's wrk package (.ci/run does)"
     assert len(SMOKE) == 3
     report = benchmark.run(Path.cwd(), duration=1, warmup=1, scenarios=SMOKE, full=False)
     benchmark.write(report, tmp_path)
