@@ -161,6 +161,19 @@ def get_status(url: str) -> int:
         return 0
 
 
+# With one worker, the server gets CPU 1 and wrk CPU 0, so they never compete for a core and
+# runs compare; with more workers than spare cores, neither is pinned.
+SERVER_CPU, LOAD_CPU = "1", "0"
+
+
+def pinned(workers: int) -> bool:
+    return workers == 1 and (os.cpu_count() or 1) >= 2
+
+
+def on_cpu(cpu: str, command: list[str], pin: bool) -> list[str]:
+    return ["taskset", "-c", cpu, *command] if pin else command
+
+
 @contextmanager
 def running(
     pex: Path, workers: int, micro_batching: bool, logs: Path
@@ -177,7 +190,11 @@ def running(
     with (logs / f"{pex.stem}-{port}.log").open("wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, str(pex)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            on_cpu(SERVER_CPU, [sys.executable, str(pex)], pinned(workers)),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -207,7 +224,9 @@ def worker_rss_mb(process: subprocess.Popen[bytes]) -> list[float]:
     return sizes
 
 
-def wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path) -> dict[str, int]:
+def wrk(
+    url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
+) -> dict[str, int]:
     script = scratch / "scenario.lua"
     script.write_text(scenario.lua())
     command = [
@@ -221,7 +240,7 @@ def wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, scratch:
         str(script),
         url + scenario.path,
     ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(on_cpu(LOAD_CPU, command, pin), capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     result: dict[str, int] = json.loads(line.removeprefix("RESULT "))
     return result
@@ -239,8 +258,8 @@ def measure(
     duration: float,
     scratch: Path,
 ) -> Measurement:
-    wrk(url, scenario, concurrency, warmup, scratch)
-    figures = wrk(url, scenario, concurrency, duration, scratch)
+    wrk(url, scenario, concurrency, warmup, scratch, pinned(workers))
+    figures = wrk(url, scenario, concurrency, duration, scratch, pinned(workers))
     measured = Measurement(
         scenario=scenario.name,
         app=scenario.app,
@@ -324,6 +343,7 @@ def run(
     return {
         "machine": machine(),
         "duration_seconds": duration,
+        "pinning": f"1 worker: server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}; 2 workers: not pinned",
         "startup_seconds": startup,
         "results": [asdict(r) for r in results],
     }
