@@ -107,6 +107,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
                 "libs/**/test_*.py",
                 "services/*/test_*.py",
                 "tests/browser/test_*.py",
+                "tests/bench/test_*.py",  # the benchmark's smoke test runs the Titanic PEX
                 *CROSS_SERVICE_TESTS,
                 CI_TESTS,
             ),
