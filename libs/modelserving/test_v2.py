@@ -162,3 +162,15 @@ def test_tensor_input_metadata_and_errors(tensor_client: TestClient) -> None:
     assert_protocol_error(
         tensor_client.post(INFER, json={"inputs": [big]}), 400, "'features' column 'x', row 0"
     )
+
+
+def test_each_route_shape_takes_only_its_own_parameters(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for suffix, method in (("", "get"), ("/ready", "get"), ("/infer", "post")):
+        latest = paths[f"/v2/models/{{model_name}}{suffix}"][method]
+        versioned = paths[f"/v2/models/{{model_name}}/versions/{{model_version}}{suffix}"][method]
+        assert [p["name"] for p in latest["parameters"]] == ["model_name"]
+        assert [(p["name"], p["in"]) for p in versioned["parameters"]] == [
+            ("model_name", "path"),
+            ("model_version", "path"),
+        ]

@@ -362,12 +362,12 @@ def add_v2_routes(
             raise ProtocolError(404, f"model '{model_name}' version '{model_version}' not found")
         return version
 
-    def model_metadata(model_name: ModelName, model_version: str | None = None) -> ModelMetadata:
+    def metadata_of(model_name: str, model_version: str | None) -> ModelMetadata:
         version = loaded_version(model_name, model_version)
         platform = next(iter(runtime.model.card.library_versions), "") if runtime.model else ""
         return codec.metadata(version, platform)
 
-    def model_ready(model_name: ModelName, model_version: str | None = None) -> Any:
+    def readiness_of(model_name: str, model_version: str | None) -> Any:
         try:
             loaded_version(model_name, model_version)
         except ProtocolError as error:
@@ -376,8 +376,8 @@ def add_v2_routes(
             return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
         return ReadyResponse(ready=runtime.ready and not runtime.draining)
 
-    async def infer(
-        model_name: ModelName, inference: InferenceRequest, model_version: str | None = None
+    async def inference_of(
+        model_name: str, model_version: str | None, inference: InferenceRequest
     ) -> Response:
         version = loaded_version(model_name, model_version)
         rows = codec.rows(inference)
@@ -391,13 +391,43 @@ def add_v2_routes(
         # Built and typed here: serialised once, not validated again by FastAPI.
         return Response(body.model_dump_json(exclude_none=True), media_type="application/json")
 
-    for base in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
-        # Optional protocol fields are left out rather than sent as null.
-        options: dict[str, Any] = {"tags": tags, "responses": errors, "response_model_exclude_none": True}
-        app.add_api_route(base, model_metadata, methods=["GET"], **options)
-        app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], **options)
+    # Two route shapes, each with exactly its own parameters: the loaded version, or a named one.
+    def model_metadata(model_name: ModelName) -> ModelMetadata:
+        return metadata_of(model_name, None)
+
+    def model_version_metadata(model_name: ModelName, model_version: str) -> ModelMetadata:
+        return metadata_of(model_name, model_version)
+
+    def model_ready(model_name: ModelName) -> Any:
+        return readiness_of(model_name, None)
+
+    def model_version_ready(model_name: ModelName, model_version: str) -> Any:
+        return readiness_of(model_name, model_version)
+
+    async def infer(model_name: ModelName, inference: InferenceRequest) -> Response:
+        return await inference_of(model_name, None, inference)
+
+    async def infer_version(
+        model_name: ModelName, model_version: str, inference: InferenceRequest
+    ) -> Response:
+        return await inference_of(model_name, model_version, inference)
+
+    # Optional protocol fields are left out rather than sent as null.
+    options: dict[str, Any] = {"tags": tags, "responses": errors, "response_model_exclude_none": True}
+    shapes: list[tuple[str, Callable[..., Any], Callable[..., Any], Callable[..., Any]]] = [
+        ("/v2/models/{model_name}", model_metadata, model_ready, infer),
+        (
+            "/v2/models/{model_name}/versions/{model_version}",
+            model_version_metadata,
+            model_version_ready,
+            infer_version,
+        ),
+    ]
+    for base, metadata, ready, predict in shapes:
+        app.add_api_route(base, metadata, methods=["GET"], **options)
+        app.add_api_route(f"{base}/ready", ready, methods=["GET"], **options)
         app.add_api_route(
-            f"{base}/infer", infer, methods=["POST"], response_model=InferenceResponse, **options
+            f"{base}/infer", predict, methods=["POST"], response_model=InferenceResponse, **options
         )
 
     @app.get("/v2", tags=tags)
