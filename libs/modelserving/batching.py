@@ -20,6 +20,7 @@ list of per-row predictions); an exception fails only the requests of its batch.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -77,10 +78,6 @@ class MicroBatcher:
         return batch
 
     def _run(self, batch: list[tuple[Sequence[Any], asyncio.Future[BaseModel]]]) -> None:
-        if len(batch) == 1:
-            rows, future = batch[0]
-            self._settle(future, lambda: self._predict_rows(list(rows)))
-            return
         try:
             response = self._predict_rows([row for rows, _ in batch for row in rows])
         except Exception as error:
@@ -88,21 +85,17 @@ class MicroBatcher:
                 if not future.done():
                     future.set_exception(error)
             return
-        predictions = getattr(response, self._field)
-        start = 0
-        for rows, future in batch:
-            part = predictions[start : start + len(rows)]
-            start += len(rows)
+        if len(batch) == 1:
+            responses = [response]
+        else:
+            predictions = getattr(response, self._field)
+            starts = [0]
+            for rows, _ in batch:
+                starts.append(starts[-1] + len(rows))
+            responses = [
+                response.model_copy(update={self._field: predictions[begin:end]})
+                for begin, end in itertools.pairwise(starts)
+            ]
+        for (_, future), own in zip(batch, responses, strict=True):
             if not future.done():  # its client may have gone
-                future.set_result(response.model_copy(update={self._field: part}))
-
-    @staticmethod
-    def _settle(future: asyncio.Future[BaseModel], call: Callable[[], BaseModel]) -> None:
-        try:
-            result = call()
-        except Exception as error:
-            if not future.done():
-                future.set_exception(error)
-            return
-        if not future.done():
-            future.set_result(result)
+                future.set_result(own)

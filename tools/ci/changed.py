@@ -30,6 +30,7 @@ its image pinned to that tag into dist/manifests/<service>-<env>.yaml.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -37,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -174,21 +176,13 @@ def describe(repo: Path, result: Plan) -> None:
     result.overlays = sorted(set(result.overlays))
 
 
-class spec_file:
+@contextlib.contextmanager
+def spec_file(specs: list[str]) -> Iterator[str]:
     """A temporary file of Pants specs, one per line (for `--spec-files`)."""
-
-    def __init__(self, specs: list[str]) -> None:
-        self.specs = specs
-
-    def __enter__(self) -> str:
-        handle = tempfile.NamedTemporaryFile("w", suffix=".specs", delete=False)
-        handle.write("\n".join(self.specs) + "\n")
-        handle.close()
-        self.path = handle.name
-        return self.path
-
-    def __exit__(self, *_: object) -> None:
-        os.unlink(self.path)
+    with tempfile.NamedTemporaryFile("w", suffix=".specs") as handle:
+        handle.write("\n".join(specs) + "\n")
+        handle.flush()
+        yield handle.name
 
 
 def report(result: Plan) -> str:
