@@ -77,7 +77,8 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def table(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
-        f"{machine['cpu_count']} x {machine['cpu_model']}; {report['duration_seconds']} s per scenario",
+        f"{machine['cpu_count']} x {machine['cpu_model']}; {report['duration_seconds']} s per scenario"
+        f" and round, median of {report.get('rounds', 1)} rounds",
         f"{'scenario':<50} {'workers':>7} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'errors':>6} {'worker RSS MB':>14}",
     ]

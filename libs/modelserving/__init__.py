@@ -8,6 +8,7 @@ served by `serve`.
 from modelserving.app import create_app
 from modelserving.artifacts import (
     JOBLIB,
+    NPZ,
     ArtifactFormat,
     LoadedModel,
     ModelCard,
@@ -21,6 +22,7 @@ from modelserving.settings import Settings, SettingsError, load_settings
 
 __all__ = [
     "JOBLIB",
+    "NPZ",
     "ArtifactFormat",
     "LoadedModel",
     "ModelCard",

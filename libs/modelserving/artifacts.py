@@ -7,14 +7,14 @@ are unpickled, so a swapped or damaged file is never executed.
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import joblib
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CARD_FILE = "model_card.json"
@@ -51,15 +51,39 @@ class ArtifactFormat:
     load: Callable[[bytes], Any]
 
 
+# joblib is imported by the functions that use it: a service serving another format starts
+# without it (and without the libraries its pickles would import).
 def _joblib_dump(estimator: Any) -> bytes:
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer, compress=3)
     return buffer.getvalue()
 
 
-JOBLIB = ArtifactFormat(
-    "joblib", "model.joblib", _joblib_dump, lambda payload: joblib.load(io.BytesIO(payload))
-)
+def _joblib_load(payload: bytes) -> Any:
+    import joblib
+
+    return joblib.load(io.BytesIO(payload))
+
+
+JOBLIB = ArtifactFormat("joblib", "model.joblib", _joblib_dump, _joblib_load)
+
+
+def _npz_dump(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    named: dict[str, Any] = dict(arrays)
+    np.savez_compressed(buffer, **named)
+    return buffer.getvalue()
+
+
+def _npz_load(payload: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+# Named NumPy arrays, never unpickled: loading runs no code from the file, and needs NumPy only.
+NPZ = ArtifactFormat("npz", "model.npz", _npz_dump, _npz_load)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelserving import ModelService, Settings, create_app
+from modelserving.v2 import InferenceRequest, InferenceResponse
 
 LIMITS = Settings(max_batch_size=3, app_revision="rev-9")
 INFER = "/v2/models/toy/infer"
@@ -58,6 +59,7 @@ def test_infer_matches_the_typed_route(client: TestClient) -> None:
     typed = client.post("/scale", json=[{"x": 1.5}, {"x": -2}]).json()
     response = client.post(INFER, json={"id": "req-1", "inputs": [x_input([1.5, -2])]})
     assert response.status_code == 200
+    InferenceResponse.model_validate_json(response.content, strict=True)  # the declared response type
     assert response.json() == {
         "model_name": "toy",
         "model_version": "7.1",
@@ -174,3 +176,28 @@ def test_each_route_shape_takes_only_its_own_parameters(client: TestClient) -> N
             ("model_name", "path"),
             ("model_version", "path"),
         ]
+
+
+def test_infer_documents_the_request_body_it_parses(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path in ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"):
+        body = document["paths"][path]["post"]["requestBody"]
+        assert body["required"] is True
+        assert body["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/InferenceRequest"
+        }
+    schemas = document["components"]["schemas"]
+    assert schemas["InferenceRequest"]["properties"].keys() == InferenceRequest.model_fields.keys()
+    assert schemas["InferenceRequest"]["properties"]["inputs"]["items"] == {
+        "$ref": "#/components/schemas/RequestInput"
+    }
+    assert "RequestInput" in schemas
+
+
+def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
+    text = client.post(INFER, content=b'{"inputs": []}', headers={"content-type": "text/plain"})
+    assert_protocol_error(text, 400, "content-type must be application/json")
+    assert_protocol_error(
+        client.post(INFER, content=b"{", headers={"content-type": "application/json"}), 400, "Invalid JSON"
+    )
+    assert_protocol_error(client.post(INFER, content=b""), 400)

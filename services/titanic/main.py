@@ -4,17 +4,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import modelserving
-from modelserving import LoadedModel, ModelService
-from titanic.features import SurvivalScorer
+from modelserving import NPZ, LoadedModel, ModelService
 from titanic.schemas import Passenger, PredictionMetadata, SurvivalPrediction, SurvivalResponse
+from titanic.scoring import SurvivalScorer
 
 MODEL_DIR = Path(__file__).parent / "model"
 SURVIVAL_THRESHOLD = 0.5
 
 
 def prepare(model: LoadedModel) -> LoadedModel:
-    """The verified pipeline as a `SurvivalScorer`: same scores, without per-call pandas and checks."""
-    return LoadedModel(estimator=SurvivalScorer(model.estimator), card=model.card)
+    """The verified artifact's arrays as the `SurvivalScorer` they describe."""
+    return LoadedModel(estimator=SurvivalScorer.from_arrays(model.estimator), card=model.card)
 
 
 def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> SurvivalResponse:
@@ -40,6 +40,7 @@ SERVICE = ModelService(
     title="Titanic survival",
     description="Predicts whether Titanic passengers survived, from their passenger-list records.",
     model_dir=MODEL_DIR,
+    artifact_format=NPZ,
     predict_path="/predict_survival_by_passengers",
     predict_summary="Predict survival for a list of passengers",
     item_type=Passenger,

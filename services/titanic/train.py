@@ -7,8 +7,9 @@ Deterministic: fixed seeds, so the same data and libraries give the same model.
 
 from pathlib import Path
 
+from modelserving import NPZ
 from modelserving.training import save_and_report, training_arguments
-from titanic.features import build_pipeline, cross_validated_accuracy, load_training_data
+from titanic.features import build_pipeline, cross_validated_accuracy, load_training_data, survival_scorer
 
 DATA = Path(__file__).parent / "data" / "train.csv"
 MODEL_VERSION = "1.0.0"
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     accuracy = cross_validated_accuracy(build_pipeline(SEED), frame, survived, folds=5, random_state=SEED)
     pipeline = build_pipeline(SEED).fit(frame, survived)
     save_and_report(
-        pipeline,
+        survival_scorer(pipeline).to_arrays(),
         arguments,
         name="titanic",
         training_data=arguments.data.read_bytes(),
@@ -33,8 +34,13 @@ def main(argv: list[str] | None = None) -> None:
             "train_accuracy": pipeline.score(frame, survived),
             "training_rows": len(frame),
         },
-        libraries=("scikit-learn", "numpy", "pandas", "joblib"),
-        description="Gradient-boosted trees on engineered passenger features; survival probability.",
+        # What serving needs to load and evaluate the arrays (scikit-learn and pandas only train).
+        libraries=("numpy",),
+        description=(
+            "Gradient-boosted trees (scikit-learn) on engineered passenger features, as NumPy arrays;"
+            " survival probability."
+        ),
+        artifact_format=NPZ,
     )
 
 

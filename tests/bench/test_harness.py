@@ -17,7 +17,7 @@ SMOKE = [s for s in SCENARIOS if s.name.startswith(("framework ceiling", "titani
 def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) -> None:
     assert shutil.which("wrk"), "wrk not found: install Debian's wrk package (.ci/run does)"
     assert len(SMOKE) == 3
-    report = benchmark.run(Path.cwd(), duration=1, warmup=1, scenarios=SMOKE, full=False)
+    report = benchmark.run(Path.cwd(), duration=1, warmup=1, scenarios=SMOKE, full=False, rounds=2)
     benchmark.write(report, tmp_path)
 
     results = json.loads((tmp_path / "results.json").read_text())
@@ -28,6 +28,7 @@ def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) 
         assert result["errors"] == result["non_2xx"] == 0, result
         assert 0 < result["p50_ms"] <= result["p99_ms"], result
         assert all(rss > 10 for rss in result["worker_rss_mb"]), result
+        assert len(result["rounds_requests_per_second"]) == 2, result
     assert results["machine"]["cpu_count"] >= 1
     assert set(results["startup_seconds"]) == {"titanic", "baseline"}
     assert "titanic_over_baseline_throughput" in results["ratios"]

@@ -1,0 +1,49 @@
+"""TreeEnsemble gives scikit-learn's numbers, from arrays alone."""
+
+import io
+
+import numpy as np
+import pytest
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+from modelserving.artifacts import NPZ
+from modelserving.trees import TreeEnsemble, sigmoid
+
+RNG = np.random.default_rng(7)
+FEATURES = RNG.integers(-4, 5, size=(400, 5)).astype(float)
+LABELS = (FEATURES[:, 0] + FEATURES[:, 1] * FEATURES[:, 2] + RNG.normal(size=400) > 0).astype(int)
+# Thresholds fall half-way between integers: these rows sit exactly on them (<= goes left).
+PROBE = np.vstack([FEATURES, FEATURES + 0.5, RNG.normal(scale=5, size=(50, 5))])
+
+
+@pytest.mark.parametrize("depth", [1, 3, 6])
+def test_classifier_probabilities_equal_predict_proba(depth: int) -> None:
+    model = GradientBoostingClassifier(n_estimators=40, max_depth=depth, random_state=0).fit(FEATURES, LABELS)
+    ensemble = TreeEnsemble.from_gradient_boosting(model)
+    assert np.abs(sigmoid(ensemble.raw(PROBE)) - model.predict_proba(PROBE)[:, 1]).max() < 1e-12
+    assert np.abs(ensemble.raw(PROBE) - model.decision_function(PROBE)).max() < 1e-12
+
+
+def test_regressor_predictions_equal_predict_and_survive_the_npz_round_trip() -> None:
+    target = FEATURES @ np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    model = GradientBoostingRegressor(n_estimators=30, max_depth=4, learning_rate=0.2, random_state=0)
+    model.fit(FEATURES, target)
+    arrays = TreeEnsemble.from_gradient_boosting(model).to_arrays()
+    restored = TreeEnsemble.from_arrays(NPZ.load(NPZ.dump(arrays)))
+    assert np.abs(restored.raw(PROBE) - model.predict(PROBE)).max() < 1e-12
+
+
+def test_bad_rows_are_refused() -> None:
+    model = GradientBoostingRegressor(n_estimators=3, random_state=0).fit(FEATURES, LABELS)
+    ensemble = TreeEnsemble.from_gradient_boosting(model)
+    with pytest.raises(ValueError, match="5 features"):
+        ensemble.raw(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        ensemble.raw(np.full((1, 5), np.nan))
+
+
+def test_npz_artifacts_never_unpickle() -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, objects=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        NPZ.load(buffer.getvalue())
