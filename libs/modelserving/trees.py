@@ -5,8 +5,9 @@ A fitted gradient-boosting model is converted once, when it is trained
 artifact format stores without pickle. Serving then needs NumPy only: the
 service never imports the library that trained the model (over a second of
 start-up for scikit-learn), and a prediction walks every tree at once, one
-vectorised step per level, instead of visiting trees one by one in Python
-(about 30 us for 300 trees and one row, where `predict_proba` takes 1.5 ms).
+vectorised step per level (300 trees of depth 3: about 40 us for one row, where
+`predict_proba` takes 1.5 ms; about 6 us per row in large batches, where
+scikit-learn's compiled loop takes 4).
 
 The walk is the one scikit-learn does: a row goes left when its feature, as
 float32, is <= the node's threshold. Tests compare the two on real data.
@@ -19,26 +20,31 @@ from typing import Any
 
 import numpy as np
 
-_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
+_ARRAYS = ("feature", "threshold", "value")
+# (tree, row) pairs walked together. Bigger steps make temporaries too large for the allocator's
+# reusable pool: each would be fresh, page-faulted memory (1000 rows at once took 2.5 x as long).
+_PAIRS_PER_STEP = 30_000
 
 
 @dataclass(frozen=True)
 class TreeEnsemble:
     """`raw(rows)` = base + the sum over trees of the leaf each row reaches.
 
-    Nodes of all trees share one index space. Leaves point to themselves on both
-    sides, so every row can take exactly `depth` steps whatever its leaf's depth.
+    Every tree is stored complete, to the ensemble's depth, in heap order: the
+    children of node i are 2i+1 and 2i+2, so a walk needs no child arrays, and
+    every row takes exactly `depth` steps. A leaf shallower than that becomes
+    nodes whose threshold is +inf (always left) above copies of its value.
     """
 
-    feature: np.ndarray  # int64 [nodes]: the feature a node tests (0 at leaves)
-    threshold: np.ndarray  # float64 [nodes]: go left when the feature <= threshold
-    left: np.ndarray  # int64 [nodes]: index of the left child (the node itself at leaves)
-    right: np.ndarray  # int64 [nodes]
-    value: np.ndarray  # float64 [nodes]: a leaf's output, learning rate applied (0 inside)
-    roots: np.ndarray  # int64 [trees]: index of each tree's root
+    feature: np.ndarray  # int64 [trees, 2**depth - 1]: the feature each inner node tests
+    threshold: np.ndarray  # float64 [trees, 2**depth - 1]: go left when the feature <= threshold
+    value: np.ndarray  # float64 [trees, 2**depth]: leaf outputs, learning rate applied
     base: float  # the constant every prediction starts from
-    depth: int
     n_features: int
+
+    @property
+    def depth(self) -> int:
+        return int(self.value.shape[1]).bit_length() - 1
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         """One raw output per row of a [rows, n_features] matrix of finite numbers."""
@@ -49,30 +55,39 @@ class TreeEnsemble:
             raise ValueError(f"expected rows of {self.n_features} features, got shape {shape}")
         if np.isnan(rows).any():
             raise ValueError("rows must not contain NaN: fill gaps before the trees")
-        flat = rows.ravel()
-        row_starts = np.arange(shape[0]) * self.n_features
-        node = np.repeat(self.roots[:, np.newaxis], shape[0], axis=1)  # [trees, rows]
+        step = max(1, _PAIRS_PER_STEP // len(self.feature))
+        if shape[0] <= step:
+            return self._walk(rows)
+        return np.concatenate([self._walk(rows[start : start + step]) for start in range(0, shape[0], step)])
+
+    def _walk(self, rows: np.ndarray) -> np.ndarray:
+        trees, inner = self.feature.shape
+        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        values = rows.ravel()
+        row_starts = np.arange(rows.shape[0]) * self.n_features
+        tree_starts = (np.arange(trees) * inner)[:, np.newaxis]
+        node = np.zeros((trees, rows.shape[0]), dtype=np.int64)  # each row's node in each tree
         for _ in range(self.depth):
-            goes_left = flat[row_starts + self.feature[node]] <= self.threshold[node]
-            node = np.where(goes_left, self.left[node], self.right[node])
-        raw: np.ndarray = self.base + self.value[node].sum(axis=0)
+            at = node + tree_starts
+            node = 2 * node + 1 + (values[row_starts + feature[at]] > threshold[at])
+        leaf = node - inner + (np.arange(trees) * (inner + 1))[:, np.newaxis]
+        raw: np.ndarray = self.base + self.value.ravel()[leaf].sum(axis=0)
         return raw
 
     def to_arrays(self, prefix: str = "trees.") -> dict[str, np.ndarray]:
         """The ensemble as named arrays, for the npz artifact format."""
         arrays = {prefix + name: getattr(self, name) for name in _ARRAYS}
-        arrays[prefix + "shape"] = np.array([self.base, self.depth, self.n_features], dtype=np.float64)
+        arrays[prefix + "base"] = np.array(self.base)
+        arrays[prefix + "n_features"] = np.array(self.n_features)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "trees.") -> TreeEnsemble:
-        base, depth, n_features = arrays[prefix + "shape"].tolist()
-        return cls(
-            **{name: arrays[prefix + name] for name in _ARRAYS},
-            base=float(base),
-            depth=int(depth),
-            n_features=int(n_features),
-        )
+        feature, threshold, value = (arrays[prefix + name] for name in _ARRAYS)
+        if feature.shape != threshold.shape or value.shape != (feature.shape[0], feature.shape[1] + 1):
+            raise ValueError(f"inconsistent tree arrays: {feature.shape}, {threshold.shape}, {value.shape}")
+        base, n_features = float(arrays[prefix + "base"]), int(arrays[prefix + "n_features"])
+        return cls(feature, threshold, value, base=base, n_features=n_features)
 
     @classmethod
     def from_gradient_boosting(cls, model: Any) -> TreeEnsemble:
@@ -80,29 +95,32 @@ class TreeEnsemble:
         if model.estimators_.shape[1] != 1:
             raise ValueError("only binary classifiers and single-output regressors can be converted")
         trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
-        offsets = np.cumsum([0] + [tree.node_count for tree in trees])
-        leaf = np.concatenate([tree.children_left == -1 for tree in trees])
-        own_index = np.arange(offsets[-1])
-        left = np.concatenate(
-            [tree.children_left + offset for tree, offset in zip(trees, offsets, strict=False)]
-        )
-        right = np.concatenate(
-            [tree.children_right + offset for tree, offset in zip(trees, offsets, strict=False)]
-        )
-        value = np.concatenate([tree.value[:, 0, 0] for tree in trees]) * float(model.learning_rate)
+        depth = max(tree.max_depth for tree in trees)
+        inner = 2**depth - 1
+        feature = np.zeros((len(trees), inner), dtype=np.int64)
+        threshold = np.full((len(trees), inner), np.inf)
+        value = np.zeros((len(trees), inner + 1))
+        for index, tree in enumerate(trees):
+            # (heap position, scikit-learn node) pairs, filled top-down.
+            pending = [(0, 0)]
+            while pending:
+                position, node = pending.pop()
+                if position >= inner:
+                    value[index, position - inner] = tree.value[node, 0, 0] * model.learning_rate
+                    continue
+                if tree.children_left[node] == -1:  # a shallow leaf: +inf sends every row left
+                    pending += [(2 * position + 1, node), (2 * position + 2, node)]
+                else:
+                    feature[index, position] = tree.feature[node]
+                    threshold[index, position] = tree.threshold[node]
+                    pending += [
+                        (2 * position + 1, tree.children_left[node]),
+                        (2 * position + 2, tree.children_right[node]),
+                    ]
         probe = np.zeros((1, model.n_features_in_))
-        return cls(
-            feature=np.where(leaf, 0, np.concatenate([tree.feature for tree in trees])).astype(np.int64),
-            threshold=np.where(leaf, np.inf, np.concatenate([tree.threshold for tree in trees])),
-            left=np.where(leaf, own_index, left).astype(np.int64),
-            right=np.where(leaf, own_index, right).astype(np.int64),
-            value=np.where(leaf, value, 0.0),
-            roots=offsets[:-1].astype(np.int64),
-            # The initial estimator's output: a constant for the default (prior) init.
-            base=float(model._raw_predict_init(probe)[0, 0]),
-            depth=max(tree.max_depth for tree in trees),
-            n_features=int(model.n_features_in_),
-        )
+        # The initial estimator's output: a constant for the default (prior) init.
+        base = float(model._raw_predict_init(probe)[0, 0])
+        return cls(feature, threshold, value, base=base, n_features=int(model.n_features_in_))
 
 
 def sigmoid(raw: np.ndarray) -> np.ndarray:

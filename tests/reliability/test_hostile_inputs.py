@@ -1,0 +1,122 @@
+"""Hostile requests against a real Titanic server process: each gets a 4xx JSON error, and the worker lives.
+
+Not the ASGI app in-process: uvicorn's own parsing, limits and error paths are
+part of what is tested. Every error body is checked for leaks (stack traces,
+file paths, library versions).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from modelserving.testing import running_server
+from titanic.main import SERVICE
+
+TYPED = "/predict_survival_by_passengers"
+V2 = "/v2/models/titanic/infer"
+JSON = {"content-type": "application/json"}
+PASSENGER = SERVICE.examples[0].model_dump(mode="json")
+GOOD = json.dumps([PASSENGER]).encode()
+V2_GOOD = json.dumps(
+    {"inputs": [{"name": "Pclass", "shape": [1], "datatype": "INT64", "data": [3]}]}
+).encode()
+LEAKS = re.compile(r"Traceback|File \"|site-packages|/usr/|/tmp/|\.py\b|pydantic|starlette|uvicorn|fastapi")
+
+
+def passenger_with(raw_field: str, raw_value: str) -> bytes:
+    """One passenger whose `raw_field` is the raw JSON text `raw_value` (not valid JSON, maybe)."""
+    body = json.dumps([{**PASSENGER, raw_field: "@@"}])
+    return body.replace('"@@"', raw_value).encode()
+
+
+def v2_with(raw_value: str) -> bytes:
+    body = json.dumps({"inputs": [{"name": "Pclass", "shape": [1], "datatype": "INT64", "data": ["@@"]}]})
+    return body.replace('"@@"', raw_value).encode()
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
+    "malformed JSON": (TYPED, JSON, b'[{"PassengerId": 1,'),
+    "wrong content type": (TYPED, {"content-type": "text/plain"}, GOOD),
+    "form content type": (TYPED, {"content-type": "application/x-www-form-urlencoded"}, b"a=1&b=2"),
+    "NaN": (TYPED, JSON, passenger_with("Age", "NaN")),
+    "Infinity": (TYPED, JSON, passenger_with("Fare", "Infinity")),
+    "1e400": (TYPED, JSON, passenger_with("Fare", "1e400")),
+    "10^100 integer": (TYPED, JSON, passenger_with("PassengerId", "1" + "0" * 100)),
+    "5000-digit integer": (TYPED, JSON, passenger_with("SibSp", "9" * 5000)),
+    "500 kB string field": (TYPED, JSON, passenger_with("Name", json.dumps("x" * 500_000))),
+    "list over the batch limit": (TYPED, JSON, json.dumps([PASSENGER] * 1001).encode()),
+    "JSON nested 100 000 deep": (TYPED, JSON, DEEP),
+    "invalid UTF-8": (TYPED, JSON, b'[{"Name": "\xff\xfe\xfd"}]'),
+    "empty body": (TYPED, JSON, b""),
+    "object instead of list": (TYPED, JSON, json.dumps(PASSENGER).encode()),
+    "v2 malformed JSON": (V2, JSON, b'{"inputs": [{'),
+    "v2 wrong content type": (V2, {"content-type": "text/plain"}, V2_GOOD),
+    "v2 NaN": (V2, JSON, v2_with("NaN")),
+    "v2 1e400": (V2, JSON, v2_with("1e400")),
+    "v2 10^100 integer": (V2, JSON, v2_with("1" + "0" * 100)),
+    "v2 5000-digit integer": (V2, JSON, v2_with("9" * 5000)),
+    "v2 JSON nested 100 000 deep": (V2, JSON, DEEP),
+    "v2 invalid UTF-8": (V2, JSON, b'{"inputs": "\xff\xfe"}'),
+    "v2 empty body": (V2, JSON, b""),
+    "v2 shape of 10^18 elements": (V2, JSON, V2_GOOD.replace(b"[1]", b"[1000000000000000000]", 1)),
+    "v2 data nested 100 000 deep": (V2, JSON, v2_with(DEEP.decode())),
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with running_server("titanic.main", LOG_LEVEL="WARNING") as (process, url):
+        yield url
+        assert process.poll() is None, "the server died"
+
+
+def assert_clean_error(response: httpx.Response, path: str) -> None:
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"], body
+    if not path.startswith("/v2"):
+        assert body["status"] == response.status_code
+        assert body["request_id"] == response.headers["x-request-id"]
+    assert not LEAKS.search(response.text), response.text[:500]
+
+
+def assert_still_serving(url: str) -> None:
+    response = httpx.post(url + TYPED, content=GOOD, headers=JSON, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hostile_body_gets_a_clean_4xx_and_the_worker_keeps_serving(server: str, case: str) -> None:
+    path, headers, body = CASES[case]
+    response = httpx.post(server + path, content=body, headers=headers, timeout=30)
+    assert_clean_error(response, path)
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("path", [TYPED, V2])
+def test_10_mb_string_field_is_413(server: str, path: str) -> None:
+    body = passenger_with("Name", json.dumps("x" * 10_000_000))
+    response = httpx.post(server + path, content=body, headers=JSON, timeout=30)
+    assert response.status_code == 413
+    assert_clean_error(response, path)
+    assert_still_serving(server)
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(server: str) -> None:
+    """413 comes back while the client has sent nothing but headers: the server did not wait to read it."""
+    port = int(server.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(
+            f"POST {TYPED} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"content-length: {50 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        head = connection.recv(65536).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413"), head
+    assert_still_serving(server)
