@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from modelserving import metrics
 from modelserving.artifacts import load_model
+from modelserving.auth import BearerAuth, configured_tokens, install_bearer_auth, protected_paths
 from modelserving.batching import MicroBatcher
 from modelserving.docs import install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
@@ -94,6 +95,10 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     )
     install_offline_docs(app)
     install_error_handlers(app)
+    tokens = configured_tokens(config)
+    if tokens:  # added first, so it runs inside the request-id and access-log middleware
+        exact, prefixes = protected_paths(service.predict_path, config.metrics_require_token)
+        install_bearer_auth(app, BearerAuth(tokens, exact, prefixes))
     # mypy 1.1 cannot match Starlette's ParamSpec-based middleware factory type.
     app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)  # type: ignore
 

@@ -18,7 +18,9 @@ from fastapi import FastAPI
 from modelserving import metrics
 from modelserving.app import create_app
 from modelserving.artifacts import ModelLoadError, load_model
+from modelserving.auth import TokenError, configured_tokens
 from modelserving.logs import configure_logging, logging_config
+from modelserving.protocol import HeaderDeadlineProtocol
 from modelserving.service import ModelService
 from modelserving.settings import SettingsError, load_settings
 
@@ -30,6 +32,11 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
     try:
         settings = load_settings()
     except SettingsError as error:
+        print(f"{service.name}: {error}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        configured_tokens(settings)
+    except TokenError as error:
         print(f"{service.name}: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
@@ -57,6 +64,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         log_config=logging_config(settings.log_level),
         log_level=settings.log_level,
         access_log=False,
+        http=HeaderDeadlineProtocol,
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         # A worker busy importing scikit-learn on a loaded node must not be mistaken for a hung one.

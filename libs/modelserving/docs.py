@@ -4,11 +4,14 @@ FastAPI's built-in `/docs` and `/redoc` pages load their assets from a public CD
 blank in an air-gapped cluster or behind a deny-all egress policy. `install_offline_docs` serves
 the same pages, built with FastAPI's own HTML generators, from the assets that the
 `fastapi-offline` distribution packages (Swagger UI 5 and ReDoc 2, the major versions FastAPI
-itself loads), mounted under `/docs/static`.
+itself loads), mounted under `/docs/static`. `extend_openapi` adds to the OpenAPI document what
+FastAPI cannot infer from the routes (a body a route parses itself, a security scheme).
 """
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI, Request
@@ -98,3 +101,17 @@ def install_offline_docs(app: FastAPI) -> None:
 def _root_path(request: Request) -> str:
     """The path prefix a proxy mounts the app under, as FastAPI's own docs pages use it."""
     return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def extend_openapi(app: FastAPI, *changes: Callable[[dict[str, Any]], None]) -> None:
+    """Apply `changes` to the OpenAPI document FastAPI generates, once, when it is first asked for."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for change in changes:
+                change(document)
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     app_revision: str = Field(default="unknown", description="Source revision of the running build.")
     environment: str = Field(default="dev", min_length=1, description="Deployment environment name.")
     graceful_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Time a request has to send its headers (slow clients)."
+    )
     micro_batching: bool = Field(
         default=True,
         description="Coalesce concurrent predictions into one model call (modelserving.batching).",
@@ -43,6 +46,14 @@ class Settings(BaseSettings):
     )
     inference_threads: int = Field(
         default=1, ge=1, le=256, description="BLAS/OpenMP threads per worker: one, so workers do not fight."
+    )
+
+    auth_token_file: Path | None = Field(
+        default=None, description="File of bearer tokens, one per line (a mounted Secret); enables auth."
+    )
+    auth_token: SecretStr | None = Field(default=None, description="A bearer token; enables auth.")
+    metrics_require_token: bool = Field(
+        default=False, description="With auth on, /metrics needs a token too."
     )
 
     @field_validator("log_level", mode="before")

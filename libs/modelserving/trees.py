@@ -44,29 +44,30 @@ class TreeEnsemble:
 
     @property
     def depth(self) -> int:
-        return int(self.value.shape[1]).bit_length() - 1
+        return _shape(self.value)[1].bit_length() - 1
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         """One raw output per row of a [rows, n_features] matrix of finite numbers."""
         # float32, as scikit-learn's trees compare features (then widened to the float64 threshold).
         rows = np.asarray(rows, dtype=np.float32)
-        shape: tuple[int, ...] = np.shape(rows)
+        shape = _shape(rows)
         if len(shape) != 2 or shape[1] != self.n_features:
             raise ValueError(f"expected rows of {self.n_features} features, got shape {shape}")
         if np.isnan(rows).any():
             raise ValueError("rows must not contain NaN: fill gaps before the trees")
-        step = max(1, _PAIRS_PER_STEP // len(self.feature))
+        step = max(1, _PAIRS_PER_STEP // _shape(self.feature)[0])
         if shape[0] <= step:
             return self._walk(rows)
         return np.concatenate([self._walk(rows[start : start + step]) for start in range(0, shape[0], step)])
 
     def _walk(self, rows: np.ndarray) -> np.ndarray:
-        trees, inner = self.feature.shape
+        trees, inner = _shape(self.feature)
         feature, threshold = self.feature.ravel(), self.threshold.ravel()
         values = rows.ravel()
-        row_starts = np.arange(rows.shape[0]) * self.n_features
+        count = _shape(rows)[0]
+        row_starts = np.arange(count) * self.n_features
         tree_starts = (np.arange(trees) * inner)[:, np.newaxis]
-        node = np.zeros((trees, rows.shape[0]), dtype=np.int64)  # each row's node in each tree
+        node = np.zeros((trees, count), dtype=np.int64)  # each row's node in each tree
         for _ in range(self.depth):
             at = node + tree_starts
             node = 2 * node + 1 + (values[row_starts + feature[at]] > threshold[at])
@@ -84,8 +85,9 @@ class TreeEnsemble:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "trees.") -> TreeEnsemble:
         feature, threshold, value = (arrays[prefix + name] for name in _ARRAYS)
-        if feature.shape != threshold.shape or value.shape != (feature.shape[0], feature.shape[1] + 1):
-            raise ValueError(f"inconsistent tree arrays: {feature.shape}, {threshold.shape}, {value.shape}")
+        shapes = [_shape(feature), _shape(threshold), _shape(value)]
+        if len(shapes[0]) != 2 or shapes[1] != shapes[0] or shapes[2] != (shapes[0][0], shapes[0][1] + 1):
+            raise ValueError(f"inconsistent tree arrays: shapes {shapes}")
         base, n_features = float(arrays[prefix + "base"]), int(arrays[prefix + "n_features"])
         return cls(feature, threshold, value, base=base, n_features=n_features)
 
@@ -121,6 +123,10 @@ class TreeEnsemble:
         # The initial estimator's output: a constant for the default (prior) init.
         base = float(model._raw_predict_init(probe)[0, 0])
         return cls(feature, threshold, value, base=base, n_features=int(model.n_features_in_))
+
+
+def _shape(array: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(size) for size in np.shape(array))
 
 
 def sigmoid(raw: np.ndarray) -> np.ndarray:

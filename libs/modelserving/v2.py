@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from modelserving.docs import extend_openapi
 from modelserving.errors import field_path, protocol_error_response
 from modelserving.logs import request_id
 from modelserving.service import ModelService, Runtime
@@ -372,20 +373,12 @@ def _documented_infer(path: str, model_name: str) -> dict[str, Any]:
     }
 
 
-def _document_inference_request(app: FastAPI) -> None:
-    """Adds InferenceRequest and the models it uses to the OpenAPI components the infer routes cite."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            components = document.setdefault("components", {}).setdefault("schemas", {})
-            schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            components["InferenceRequest"] = schema
-        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def _add_inference_request_schemas(document: dict[str, Any]) -> None:
+    """InferenceRequest and the models it uses, as the OpenAPI components the infer routes cite."""
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    components["InferenceRequest"] = schema
 
 
 def add_v2_routes(
@@ -476,7 +469,7 @@ def add_v2_routes(
             openapi_extra=_documented_infer(base, service.name),
             **options,
         )
-    _document_inference_request(app)
+    extend_openapi(app, _add_inference_request_schemas)
 
     @app.get("/v2", tags=tags)
     def server_metadata() -> ServerMetadata:

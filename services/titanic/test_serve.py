@@ -57,6 +57,11 @@ def test_request_in_flight_at_sigterm_completes() -> None:
         ({"PORT": "eighty"}, "invalid setting PORT='eighty'"),
         ({"WORKERS": "0"}, "invalid setting WORKERS='0'"),
         ({"MODEL_DIR": "/nonexistent"}, "model card not found: /nonexistent/model_card.json"),
+        (
+            {"AUTH_TOKEN_FILE": "/nonexistent/tokens"},
+            "AUTH_TOKEN_FILE='/nonexistent/tokens': FileNotFoundError",
+        ),
+        ({"AUTH_TOKEN": "short"}, "auth tokens must be at least 16 printable ASCII characters"),
     ],
 )
 def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> None:

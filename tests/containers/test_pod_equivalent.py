@@ -3,7 +3,9 @@
 From the rendered prod overlay this reads the container's image, security
 context, volumes, environment (ConfigMap and env), named port and probes, runs
 the image Pants built under the equivalent `docker run` flags, and then
-requests each probe's path on the declared port and makes a prediction. A
+requests each probe's path on the declared port and makes a prediction: refused
+without a bearer token (prod requires one, from a Secret reproduced here as a
+read-only directory holding a new token), served with it. A
 probe path the app does not serve, a uid the image cannot run as, or a root
 filesystem it needs to write fails here before it fails in a cluster.
 """
@@ -11,9 +13,12 @@ filesystem it needs to write fails here before it fails in a cluster.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +35,9 @@ def prod_manifests(service: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
-def docker_flags(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
-    """`docker run` flags equivalent to the pod's and container's security settings and volumes."""
+def docker_flags(pod: dict[str, Any], container: dict[str, Any], secrets: dict[str, Path]) -> list[str]:
+    """`docker run` flags equivalent to the pod's and container's security settings and volumes
+    (a Secret volume is the directory `secrets` gives for its secretName, mounted read-only)."""
     security = {**pod.get("securityContext", {}), **container["securityContext"]}
     flags = ["--network", "host", "--user", f"{security['runAsUser']}:{security['runAsGroup']}"]
     if security.get("readOnlyRootFilesystem"):
@@ -42,11 +48,32 @@ def docker_flags(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
         flags += ["--cap-drop", capability]
     for capability in security.get("capabilities", {}).get("add", []):
         flags += ["--cap-add", capability]
-    empty_dirs = {volume["name"] for volume in pod.get("volumes", []) if "emptyDir" in volume}
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
-        assert mount["name"] in empty_dirs, f"{mount['name']}: only emptyDir volumes are reproduced here"
-        flags += ["--tmpfs", mount["mountPath"]]
+        volume = volumes[mount["name"]]
+        if "secret" in volume:
+            flags += ["-v", f"{secrets[volume['secret']['secretName']]}:{mount['mountPath']}:ro"]
+        else:
+            assert "emptyDir" in volume, f"{mount['name']}: only emptyDir and secret volumes are reproduced"
+            flags += ["--tmpfs", mount["mountPath"]]
     return flags
+
+
+def made_secrets(pod: dict[str, Any], scratch: Path) -> tuple[dict[str, Path], str | None]:
+    """A directory per Secret volume, each key a file holding one new token: (dirs, the token)."""
+    token = secrets.token_urlsafe(32)
+    directories: dict[str, Path] = {}
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            directory = scratch / volume["secret"]["secretName"]
+            directory.mkdir(mode=0o755)
+            for item in volume["secret"]["items"]:
+                (directory / item["path"]).write_text(token + "\n")
+                (directory / item["path"]).chmod(
+                    0o444
+                )  # the kubelet's defaultMode gives the pod's group read
+            directories[volume["secret"]["secretName"]] = directory
+    return directories, token if directories else None
 
 
 def environment(container: dict[str, Any], config_maps: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -58,7 +85,7 @@ def environment(container: dict[str, Any], config_maps: dict[str, dict[str, str]
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_image_runs_as_the_prod_deployment_declares(service: str) -> None:
+def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path) -> None:
     docker = docker_client()
     manifests = prod_manifests(service)
     (deployment,) = (doc for doc in manifests if doc["kind"] == "Deployment")
@@ -79,8 +106,11 @@ def test_image_runs_as_the_prod_deployment_declares(service: str) -> None:
     env["PORT"] = str(port)
     env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
 
+    tmp_path.chmod(0o755)
+    secret_dirs, token = made_secrets(pod, tmp_path)
+    assert token and "AUTH_TOKEN_FILE" in env, "prod must require bearer tokens from a Secret"
     cid = subprocess.check_output(
-        [docker, "run", "-d", *docker_flags(pod, container), *env_flags, image], text=True
+        [docker, "run", "-d", *docker_flags(pod, container, secret_dirs), *env_flags, image], text=True
     ).strip()
     try:
         url = f"http://127.0.0.1:{port}"
@@ -100,9 +130,14 @@ def test_image_runs_as_the_prod_deployment_declares(service: str) -> None:
             assert http_get(url + check["path"])[0] == 200, f"{probe} {check['path']} is not 200"
 
         path, body = prediction_request(service)
-        request = urllib.request.Request(
-            url + path, json.dumps(body).encode(), {"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json"}
+        anonymous = urllib.request.Request(url + path, json.dumps(body).encode(), headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=5)
+        assert refused.value.code == 401
+        assert refused.value.headers["www-authenticate"] == "Bearer"
+        headers["authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(url + path, json.dumps(body).encode(), headers)
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
     finally:

@@ -520,6 +520,38 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         )
     else:
         p.check("hpa-prod-only", not hpas, deploy, "HorizontalPodAutoscaler", "only prod autoscales")
+    auth_checks(p, deploy, env)
+
+
+def auth_checks(p: Policy, deploy: Obj, env: str) -> None:
+    """Prod requires bearer tokens, from a mounted Secret (never a literal); other environments run open."""
+    pod = deploy["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env_vars = {e["name"]: e for e in c.get("env") or []}
+    f = "spec.template.spec.containers[0]"
+    p.check(
+        "auth-no-literal-token", "AUTH_TOKEN" not in env_vars, deploy, f + ".env", "no token in the manifest"
+    )
+    token_file = get(env_vars.get("AUTH_TOKEN_FILE"), "value")
+    if env != "prod":
+        p.check("auth-prod-only", token_file is None, deploy, f + ".env[AUTH_TOKEN_FILE]", "auth is for prod")
+        return
+    mounts = [
+        m for m in c.get("volumeMounts") or [] if token_file and token_file.startswith(m["mountPath"] + "/")
+    ]
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    secret = get(volumes.get(mounts[0]["name"]) if mounts else None, "secret") or {}
+    p.check(
+        "auth-token-from-secret",
+        len(mounts) == 1
+        and mounts[0].get("readOnly") is True
+        and bool(secret.get("secretName"))
+        and secret.get("optional") is False
+        and token_file == f"{mounts[0]['mountPath']}/{secret['items'][0]['path']}",
+        deploy,
+        f + ".env[AUTH_TOKEN_FILE]",
+        "prod must read tokens from a read-only mount of a required Secret",
+    )
 
 
 @pytest.mark.parametrize(("service", "env"), OVERLAYS)

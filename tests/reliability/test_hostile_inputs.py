@@ -1,7 +1,7 @@
 """Hostile requests against a real Titanic server process: each gets a 4xx JSON error, and the worker lives.
 
-Not the ASGI app in-process: uvicorn's own parsing, limits and error paths are
-part of what is tested. Every error body is checked for leaks (stack traces,
+Not the ASGI app in-process: uvicorn's own parsing, limits, timeouts and error
+paths are part of what is tested. Every error body is checked for leaks (stack traces,
 file paths, library versions).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -40,6 +41,7 @@ def v2_with(raw_value: str) -> bytes:
     return body.replace('"@@"', raw_value).encode()
 
 
+HEADER_TIMEOUT = 3.0
 DEEP = b"[" * 100_000 + b"]" * 100_000
 CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
     "malformed JSON": (TYPED, JSON, b'[{"PassengerId": 1,'),
@@ -72,7 +74,10 @@ CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with running_server("titanic.main", LOG_LEVEL="WARNING") as (process, url):
+    with running_server("titanic.main", LOG_LEVEL="WARNING", HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT)) as (
+        process,
+        url,
+    ):
         yield url
         assert process.poll() is None, "the server died"
 
@@ -119,4 +124,29 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(server: str
         )
         head = connection.recv(65536).decode("latin-1")
     assert head.startswith("HTTP/1.1 413"), head
+    assert_still_serving(server)
+
+
+def test_a_client_sending_headers_a_byte_a_second_is_disconnected_while_others_are_served(
+    server: str,
+) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    request = f"POST {TYPED} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n".encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+        closed_after = None
+        for byte in request:
+            try:
+                slow.sendall(bytes([byte]))
+                slow.settimeout(1.0)
+                if slow.recv(1) == b"":  # the server closed the connection
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                assert_still_serving(server)  # others are served while this client dawdles
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None, "the server waited for the whole slow request"
+    assert HEADER_TIMEOUT - 0.5 <= closed_after <= HEADER_TIMEOUT + 3, closed_after
     assert_still_serving(server)
