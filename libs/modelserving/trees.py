@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 _ARRAYS = ("feature", "threshold", "value")
-# (tree, row) pairs walked together. Bigger steps make temporaries too large for the allocator's
-# reusable pool: each would be fresh, page-faulted memory (1000 rows at once took 2.5 x as long).
-_PAIRS_PER_STEP = 30_000
+# (tree, row) pairs walked together: each temporary stays under glibc's 128 kB mmap threshold, so it
+# comes from the heap. Larger ones were fresh, page-faulted memory every time (1000 rows, 300 trees:
+# 21 ms in the service instead of 5).
+_PAIRS_PER_STEP = 8_192
 
 
 @dataclass(frozen=True)
