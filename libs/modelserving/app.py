@@ -16,17 +16,18 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from threadpoolctl import threadpool_limits
 
 from modelserving import metrics
 from modelserving.artifacts import load_model
 from modelserving.auth import BearerAuth, configured_tokens, install_bearer_auth, protected_paths
 from modelserving.batching import MicroBatcher
-from modelserving.docs import install_offline_docs
+from modelserving.bodies import documented_body, read_json, schema_components
+from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.middleware import RequestContextMiddleware
 from modelserving.service import ModelService, Runtime
@@ -109,19 +110,20 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         }
     }
 
-    async def predict(batch: list[Any]) -> Any:
-        if runtime.model is None:
-            return error_response(503, "model not loaded yet")
-        response = await predict_rows(batch)
-        # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
-        return Response(response.model_dump_json(), media_type="application/json")
-
-    # The body's item type is the service's, so FastAPI is given it at run time.
-    predict.__annotations__["batch"] = Annotated[
+    # The body's item type is the service's, known at run time.
+    rows_type: Any = Annotated[
         list[service.item_type],  # type: ignore[name-defined]
         Field(max_length=config.max_batch_size),
-        Body(openapi_examples=batch_example),
     ]
+    rows_adapter: TypeAdapter[list[Any]] = TypeAdapter(rows_type)
+
+    async def predict(request: Request) -> Response:
+        if runtime.model is None:
+            return error_response(503, "model not loaded yet")
+        rows: list[Any] = await read_json(request, rows_adapter)
+        response = await predict_rows(rows)
+        # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
+        return Response(response.model_dump_json(), media_type="application/json")
 
     app.add_api_route(
         service.predict_path,
@@ -132,7 +134,9 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         description=f"At most {config.max_batch_size} rows per request.",
         responses=ERROR_RESPONSES,
         tags=list(service.tags) or ["prediction"],
+        openapi_extra=documented_body(rows_adapter, examples=batch_example),
     )
+    extend_openapi(app, schema_components(rows_adapter))
 
     add_v2_routes(app, service, runtime, config, predict_rows)
 

@@ -194,9 +194,9 @@ def test_infer_documents_the_request_body_it_parses(client: TestClient) -> None:
     assert "RequestInput" in schemas
 
 
-def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
+def test_a_body_that_is_not_json_is_refused(client: TestClient) -> None:
     text = client.post(INFER, content=b'{"inputs": []}', headers={"content-type": "text/plain"})
-    assert_protocol_error(text, 400, "content-type must be application/json")
+    assert_protocol_error(text, 415, "content-type must be application/json")
     assert_protocol_error(
         client.post(INFER, content=b"{", headers={"content-type": "application/json"}), 400, "Invalid JSON"
     )

@@ -23,10 +23,10 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from modelserving.bodies import documented_body, read_json, schema_components
 from modelserving.docs import extend_openapi
 from modelserving.errors import field_path, protocol_error_response
 from modelserving.logs import request_id
@@ -110,6 +110,9 @@ class InferenceRequest(BaseModel):
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1, max_length=1024)
     outputs: list[RequestOutput] | None = None
+
+
+INFERENCE_REQUEST: TypeAdapter[InferenceRequest] = TypeAdapter(InferenceRequest)
 
 
 class ResponseOutput(BaseModel):
@@ -343,21 +346,6 @@ class V2Codec:
         }
 
 
-async def _read_inference(request: Request) -> InferenceRequest:
-    """The body as an InferenceRequest; RequestValidationError (a 400 on /v2) naming the field otherwise."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None:
-        media_type = content_type.partition(";")[0].strip().lower()
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise ProtocolError(400, f"content-type must be application/json, got {media_type!r}")
-    try:
-        return InferenceRequest.model_validate_json(await request.body())
-    except ValidationError as error:
-        raise RequestValidationError(
-            [{**issue, "loc": ("body", *issue["loc"])} for issue in error.errors(include_url=False)]
-        ) from None
-
-
 def _documented_infer(path: str, model_name: str) -> dict[str, Any]:
     """The OpenAPI parameters and body of an infer route that parses its own request."""
     parameters = [
@@ -366,19 +354,7 @@ def _documented_infer(path: str, model_name: str) -> dict[str, Any]:
         if f"{{{name}}}" in path
     ]
     parameters[0]["example"] = model_name
-    schema = {"$ref": "#/components/schemas/InferenceRequest"}
-    return {
-        "parameters": parameters,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-    }
-
-
-def _add_inference_request_schemas(document: dict[str, Any]) -> None:
-    """InferenceRequest and the models it uses, as the OpenAPI components the infer routes cite."""
-    components = document.setdefault("components", {}).setdefault("schemas", {})
-    schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(schema.pop("$defs", {}))
-    components["InferenceRequest"] = schema
+    return {"parameters": parameters, **documented_body(INFERENCE_REQUEST)}
 
 
 def add_v2_routes(
@@ -426,7 +402,7 @@ def add_v2_routes(
         # which cost more than the protocol's own conversion on a one-row request.
         parameters = request.path_params
         version = loaded_version(parameters["model_name"], parameters.get("model_version"))
-        inference = await _read_inference(request)
+        inference = await read_json(request, INFERENCE_REQUEST)
         rows = codec.rows(inference)
         response = await predict_rows(rows)
         body = {
@@ -469,7 +445,7 @@ def add_v2_routes(
             openapi_extra=_documented_infer(base, service.name),
             **options,
         )
-    extend_openapi(app, _add_inference_request_schemas)
+    extend_openapi(app, schema_components(INFERENCE_REQUEST))
 
     @app.get("/v2", tags=tags)
     def server_metadata() -> ServerMetadata:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import modelserving
 from modelserving import NPZ, LoadedModel, ModelService
-from titanic.schemas import Passenger, PredictionMetadata, SurvivalPrediction, SurvivalResponse
+from titanic.schemas import Passenger, SurvivalResponse
 from titanic.scoring import SurvivalScorer
 
 MODEL_DIR = Path(__file__).parent / "model"
@@ -18,20 +18,23 @@ def prepare(model: LoadedModel) -> LoadedModel:
 
 
 def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> SurvivalResponse:
-    metadata = PredictionMetadata(titanic_model_version=model.card.version)
+    metadata = {"titanic_model_version": model.card.version}
     if not passengers:
-        return SurvivalResponse(predictions=[], metadata=metadata)
-    scores = model.estimator.scores(passengers)
-    return SurvivalResponse(
-        predictions=[
-            SurvivalPrediction(
-                passenger_id=passenger.PassengerId,
-                survived=1 if score >= SURVIVAL_THRESHOLD else 0,
-                score=round(float(score), 6),
-            )
-            for passenger, score in zip(passengers, scores, strict=True)
-        ],
-        metadata=metadata,
+        return SurvivalResponse.model_validate({"predictions": [], "metadata": metadata})
+    scores = model.estimator.scores(passengers).tolist()
+    # Validated from plain values in one call: a model per prediction would cost more than the trees.
+    return SurvivalResponse.model_validate(
+        {
+            "predictions": [
+                {
+                    "passenger_id": passenger.PassengerId,
+                    "survived": 1 if score >= SURVIVAL_THRESHOLD else 0,
+                    "score": round(score, 6),
+                }
+                for passenger, score in zip(passengers, scores, strict=True)
+            ],
+            "metadata": metadata,
+        }
     )
 
 

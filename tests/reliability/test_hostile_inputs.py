@@ -11,7 +11,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -98,17 +98,23 @@ def assert_still_serving(url: str) -> None:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_hostile_body_gets_a_clean_4xx_and_the_worker_keeps_serving(server: str, case: str) -> None:
+def test_hostile_body_gets_a_clean_4xx_and_the_worker_keeps_serving(
+    server: str, case: str, record_property: Callable[[str, object], None]
+) -> None:
     path, headers, body = CASES[case]
     response = httpx.post(server + path, content=body, headers=headers, timeout=30)
+    record_property("status", response.status_code)
     assert_clean_error(response, path)
     assert_still_serving(server)
 
 
 @pytest.mark.parametrize("path", [TYPED, V2])
-def test_10_mb_string_field_is_413(server: str, path: str) -> None:
+def test_10_mb_string_field_is_413(
+    server: str, path: str, record_property: Callable[[str, object], None]
+) -> None:
     body = passenger_with("Name", json.dumps("x" * 10_000_000))
     response = httpx.post(server + path, content=body, headers=JSON, timeout=30)
+    record_property("status", response.status_code)
     assert response.status_code == 413
     assert_clean_error(response, path)
     assert_still_serving(server)
@@ -128,7 +134,7 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(server: str
 
 
 def test_a_client_sending_headers_a_byte_a_second_is_disconnected_while_others_are_served(
-    server: str,
+    server: str, record_property: Callable[[str, object], None]
 ) -> None:
     port = int(server.rsplit(":", 1)[1])
     request = f"POST {TYPED} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n".encode()
@@ -148,5 +154,6 @@ def test_a_client_sending_headers_a_byte_a_second_is_disconnected_while_others_a
                 closed_after = time.monotonic() - started
                 break
     assert closed_after is not None, "the server waited for the whole slow request"
+    record_property("closed_after_s", round(closed_after, 1))
     assert HEADER_TIMEOUT - 0.5 <= closed_after <= HEADER_TIMEOUT + 3, closed_after
     assert_still_serving(server)

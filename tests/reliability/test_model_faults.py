@@ -37,7 +37,7 @@ def corrupt_keeping_the_hash(model: Path) -> None:
     edit_card(model, artifact_sha256=sha256_of(artifact_of(model).read_bytes()))
 
 
-FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
+FAULTS: dict[str, tuple[Callable[[Path], object], str]] = {
     "artifact missing": (lambda m: artifact_of(m).unlink(), "model artifact not found"),
     "artifact truncated": (
         lambda m: artifact_of(m).write_bytes(artifact_of(m).read_bytes()[:1000]),
@@ -52,7 +52,9 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
     "card missing": (lambda m: (m / CARD_FILE).unlink(), "model card not found"),
     "card not JSON": (lambda m: (m / CARD_FILE).write_text("{not json"), "invalid model card"),
     "card without a version": (
-        lambda m: (m / CARD_FILE).write_text(json.dumps({k: v for k, v in card_of(m).items() if k != "version"})),
+        lambda m: (m / CARD_FILE).write_text(
+            json.dumps({k: v for k, v in card_of(m).items() if k != "version"})
+        ),
         "version: Field required",
     ),
     "card for another model": (lambda m: edit_card(m, name="iris"), "is for 'iris', not 'titanic'"),
@@ -64,7 +66,9 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_faulty_model_stops_the_server_before_it_serves(tmp_path: Path, fault: str) -> None:
+def test_a_faulty_model_stops_the_server_before_it_serves(
+    tmp_path: Path, fault: str, record_property: Callable[[str, object], None]
+) -> None:
     model = tmp_path / "model"
     shutil.copytree(MODEL_DIR, model)
     inject, expected = FAULTS[fault]
@@ -74,6 +78,8 @@ def test_a_faulty_model_stops_the_server_before_it_serves(tmp_path: Path, fault:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode not in (0, None)
     lines = stderr.strip().splitlines()
+    record_property("exit", process.returncode)
+    record_property("log", json.loads(lines[-1]).get("message", "")[:90] if lines else "")
     assert len(lines) == 1, stderr
     assert expected in lines[0], lines[0]
     with socket.socket() as probe:  # never served: nothing listened on its port
