@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,30 +37,51 @@ def find(
     raise KeyError(f"no result for {scenario} w{workers} c{concurrency} batching={batching}")
 
 
+def per_round(result: dict[str, Any], figure: str) -> list[float]:
+    """One figure of a scenario in each round (a single value for results without rounds)."""
+    return list(result.get(f"rounds_{figure}") or [result[figure]])
+
+
 def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each target of issue #7, computed from this run only, with whether it is met."""
+    """Each target of issue #7, computed from this run only, with whether it is met.
 
-    def titanic() -> dict[str, Any]:
-        return find(report, TITANIC_1)
+    A ratio pairs figures measured in the same round (minutes apart, not a quarter of an
+    hour) and reports the median over rounds, so the VM's drift cancels out of it.
+    """
 
-    formulas: dict[str, Callable[[], Any]] = {
-        "titanic_over_baseline_throughput": lambda: titanic()["requests_per_second"]
-        / find(report, BASELINE)["requests_per_second"],
-        "titanic_over_framework_ceiling_throughput": lambda: titanic()["requests_per_second"]
-        / find(report, CEILING)["requests_per_second"],
-        "titanic_p99_over_p50": lambda: titanic()["p99_ms"] / titanic()["p50_ms"],
-        "titanic_batch_1000_p50_ms": lambda: find(report, "titanic, batch of 1000", concurrency=1)["p50_ms"],
-        "v2_over_typed_throughput": lambda: find(report, "titanic, v2 infer, 1 row")["requests_per_second"]
-        / titanic()["requests_per_second"],
-        "titanic_startup_seconds": lambda: report["startup_seconds"]["titanic"],
-        "batching_p50_cost_at_concurrency_1": lambda: find(report, TITANIC_1, concurrency=1)["p50_ms"]
-        / find(report, TITANIC_1, concurrency=1, batching=False)["p50_ms"]
-        - 1,
+    def titanic(figure: str, **where: Any) -> list[float]:
+        return per_round(find(report, TITANIC_1, **where), figure)
+
+    def over(top: list[float], bottom: list[float]) -> list[float]:
+        return [a / b for a, b in zip(top, bottom, strict=True)]
+
+    formulas: dict[str, Callable[[], list[float]]] = {
+        "titanic_over_baseline_throughput": lambda: over(
+            titanic("requests_per_second"), per_round(find(report, BASELINE), "requests_per_second")
+        ),
+        "titanic_over_framework_ceiling_throughput": lambda: over(
+            titanic("requests_per_second"), per_round(find(report, CEILING), "requests_per_second")
+        ),
+        "titanic_p99_over_p50": lambda: over(titanic("p99_ms"), titanic("p50_ms")),
+        "titanic_batch_1000_p50_ms": lambda: per_round(
+            find(report, "titanic, batch of 1000", concurrency=1), "p50_ms"
+        ),
+        "v2_over_typed_throughput": lambda: over(
+            per_round(find(report, "titanic, v2 infer, 1 row"), "requests_per_second"),
+            titanic("requests_per_second"),
+        ),
+        "titanic_startup_seconds": lambda: [report["startup_seconds"]["titanic"]],
+        "batching_p50_cost_at_concurrency_1": lambda: [
+            ratio - 1
+            for ratio in over(
+                titanic("p50_ms", concurrency=1), titanic("p50_ms", concurrency=1, batching=False)
+            )
+        ],
     }
     figures = {}
     for name, formula in formulas.items():
         try:
-            figures[name] = float(formula())
+            figures[name] = statistics.median(formula())
         except KeyError:
             continue  # not measured in this run (a --quick run)
     out = {}

@@ -9,8 +9,9 @@ access logs on (to a file, as a container's stdout would be collected). The load
 comes from `wrk` (Debian's package) on loopback, with a Lua script for the body and
 for the figures. Every scenario has a warm-up, then a fixed duration; the harness
 stops everything it started. This machine is a VM whose speed drifts by tens of
-percent from minute to minute, so the whole pass runs `--rounds` times (3) and
-each figure is the median of its rounds; ratios are computed from the medians.
+percent from minute to minute, so the whole pass runs `--rounds` times (3): each
+figure is the median of its rounds, and each ratio the median of its per-round
+ratios (figures of the same round, measured minutes apart).
 
 Results: a table on stdout, bench/results/results.json and bench/results/results.png,
 with the CPU model and count. These are figures, not pass marks: nothing here fails
@@ -148,6 +149,8 @@ class Measurement:
     non_2xx: int
     worker_rss_mb: list[float] = field(default_factory=list)
     rounds_requests_per_second: list[float] = field(default_factory=list)
+    rounds_p50_ms: list[float] = field(default_factory=list)
+    rounds_p99_ms: list[float] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -340,6 +343,8 @@ def median_of(rounds: list[Measurement]) -> Measurement:
         non_2xx=sum(r.non_2xx for r in rounds),
         worker_rss_mb=rounds[-1].worker_rss_mb,
         rounds_requests_per_second=[r.requests_per_second for r in rounds],
+        rounds_p50_ms=[r.p50_ms for r in rounds],
+        rounds_p99_ms=[r.p99_ms for r in rounds],
     )
 
 
