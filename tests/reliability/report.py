@@ -27,6 +27,20 @@ SUITES = {
 }
 
 
+ELSEWHERE = """
+## Covered elsewhere, and not yet
+
+- Bearer-token auth: `libs/modelserving/test_auth.py` (library), `tests/k8s` (prod requires
+  tokens from a read-only Secret mount; no token in any manifest), and
+  `tests/containers/test_pod_equivalent.py` (each image run as its prod Deployment declares:
+  401 without the token, 200 with it). Not in the table above (not these suites).
+- Not yet: property-based fuzzing of every OpenAPI operation with Schemathesis (blocked:
+  Schemathesis 4 needs pytest >= 8.4, Pants 2.17 runs pytest 7.0.1; Schemathesis 3 needs
+  starlette < 1), and SIGTERM under load on the PEX and the container (one request in flight
+  at SIGTERM is tested in `services/titanic/test_serve.py`).
+"""
+
+
 def render(records: list[dict[str, Any]]) -> str:
     by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -56,7 +70,7 @@ def render(records: list[dict[str, Any]]) -> str:
         for run in runs:
             figures = ", ".join(f"{name} {value}" for name, value in run["figures"].items())
             lines.append(f"| `{run['case']}` | {run['outcome']} | {figures} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + ELSEWHERE
 
 
 def main(argv: list[str] | None = None) -> None:
