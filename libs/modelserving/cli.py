@@ -31,12 +31,8 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
     """Run `app_factory` ("package.module:function") under uvicorn with the env settings."""
     try:
         settings = load_settings()
-    except SettingsError as error:
-        print(f"{service.name}: {error}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        configured_tokens(settings)
-    except TokenError as error:
+        configured_tokens(settings)  # a named token file must be readable and hold usable tokens
+    except (SettingsError, TokenError) as error:
         print(f"{service.name}: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)

@@ -45,10 +45,7 @@ def test_served_scores_equal_the_pipelines_on_every_training_passenger() -> None
     """What serving computes (NumPy features and trees, from the artifact) is the fitted pipeline's answer."""
     frame, survived = load_training_data(train.DATA)
     pipeline = build_pipeline(train.SEED).fit(frame, survived)
-    passengers = [
-        SimpleNamespace(**{key: None if pd.isna(value) else value for key, value in record.items()})
-        for record in frame.to_dict("records")
-    ]
+    passengers = as_passengers(frame)
     served = prepare(load_model(MODEL_DIR, expected_name="titanic", artifact_format=SERVICE.artifact_format))
     expected = pipeline.predict_proba(frame)[:, 1]
     assert np.abs(served.estimator.scores(passengers) - expected).max() < 1e-12
@@ -60,11 +57,16 @@ def test_served_scores_equal_the_pipelines_on_every_training_passenger() -> None
     odd["Age"] = [None, 0.1, 120]
     odd["Fare"] = [None, 0, 10000]
     odd["Cabin"] = [None, "C85", None]
-    rows = [
+    odd_scores = served.estimator.scores(as_passengers(odd))
+    assert np.abs(odd_scores - pipeline.predict_proba(odd)[:, 1]).max() < 1e-12
+
+
+def as_passengers(frame: pd.DataFrame) -> list[SimpleNamespace]:
+    """Rows as request-like objects: attributes named as the columns, gaps as None."""
+    return [
         SimpleNamespace(**{key: None if pd.isna(value) else value for key, value in record.items()})
-        for record in odd.to_dict("records")
+        for record in frame.to_dict("records")
     ]
-    assert np.abs(served.estimator.scores(rows) - pipeline.predict_proba(odd)[:, 1]).max() < 1e-12
 
 
 def test_serving_imports_neither_scikit_learn_nor_pandas() -> None:

@@ -17,7 +17,9 @@ import pytest
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     target = os.environ.get("RELIABILITY_REPORT")
-    if not target or (report.when != "call" and not (report.when == "setup" and report.outcome != "passed")):
+    ran = report.when == "call"
+    could_not_run = report.when == "setup" and not report.passed
+    if not target or not (ran or could_not_run):
         return
     module, _, case = report.nodeid.partition("::")
     record = {
