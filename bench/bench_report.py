@@ -53,6 +53,8 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return per_round(find(report, TITANIC_1, **where), figure)
 
     def over(top: list[float], bottom: list[float]) -> list[float]:
+        if not all(bottom):
+            raise KeyError("a divisor measured nothing")  # no ratio rather than a wrong one
         return [a / b for a, b in zip(top, bottom, strict=True)]
 
     formulas: dict[str, Callable[[], list[float]]] = {
@@ -83,7 +85,7 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         try:
             figures[name] = statistics.median(formula())
         except KeyError:
-            continue  # not measured in this run (a --quick run)
+            continue  # not measured in this run (a --quick run, or a scenario that completed nothing)
     out = {}
     for name, value in figures.items():
         target, kind = TARGETS[name]

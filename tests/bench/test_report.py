@@ -1,0 +1,61 @@
+"""The benchmark report's ratios: figures of one round paired, the median over rounds, no division by zero."""
+
+from typing import Any
+
+import bench_report
+from bench_report import BASELINE, CEILING, TITANIC_1
+
+
+def result(scenario: str, rps: list[float], *, concurrency: int = 16) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "workers": 1,
+        "concurrency": concurrency,
+        "micro_batching": True,
+        "requests_per_second": sorted(rps)[len(rps) // 2],
+        "rounds_requests_per_second": rps,
+        "rounds_p50_ms": [1.0] * len(rps),
+        "rounds_p99_ms": [2.0] * len(rps),
+    }
+
+
+def report(*results: dict[str, Any]) -> dict[str, Any]:
+    return {"results": list(results), "startup_seconds": {"titanic": 1.5}}
+
+
+def test_a_ratio_pairs_figures_of_the_same_round_and_takes_the_median() -> None:
+    ratios = bench_report.ratios(
+        report(
+            result(TITANIC_1, [100.0, 300.0, 50.0]),
+            result(BASELINE, [10.0, 10.0, 1.0]),
+            result(CEILING, [200.0, 400.0, 100.0]),
+        )
+    )
+    # per round 10, 30, 50 (not 100 / 10 from the medians of each scenario)
+    assert ratios["titanic_over_baseline_throughput"] == {
+        "value": 30.0,
+        "target": 10.0,
+        "kind": "min",
+        "met": True,
+    }
+    assert ratios["titanic_over_framework_ceiling_throughput"]["value"] == 0.5
+    assert ratios["titanic_over_framework_ceiling_throughput"]["met"] is False
+    assert ratios["titanic_p99_over_p50"]["value"] == 2.0
+    assert ratios["titanic_startup_seconds"] == {"value": 1.5, "target": 2.0, "kind": "max", "met": True}
+
+
+def test_a_divisor_that_completed_nothing_gives_no_ratio_instead_of_a_crash() -> None:
+    ratios = bench_report.ratios(
+        report(
+            result(TITANIC_1, [100.0, 300.0]), result(BASELINE, [12.0, 0.0]), result(CEILING, [200.0, 600.0])
+        )
+    )
+    assert "titanic_over_baseline_throughput" not in ratios
+    assert ratios["titanic_over_framework_ceiling_throughput"]["value"] == 0.5
+
+
+def test_scenarios_not_run_give_no_ratio() -> None:
+    assert set(bench_report.ratios(report(result(TITANIC_1, [100.0])))) == {
+        "titanic_p99_over_p50",
+        "titanic_startup_seconds",
+    }
