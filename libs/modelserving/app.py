@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -79,7 +80,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         gc.freeze()
         runtime.model = loaded
         runtime.ready = True
-        _drain_on_sigterm(runtime)
+        _drain_on_sigterm(runtime, config.drain_seconds)
         log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
         yield
         runtime.ready = False
@@ -205,20 +206,30 @@ def _predictor(
     return batcher.predict
 
 
-def _drain_on_sigterm(runtime: Runtime) -> None:
-    """Report not-ready as soon as SIGTERM arrives, before the server stops accepting.
+def _drain_on_sigterm(runtime: Runtime, drain_seconds: float) -> None:
+    """Report not-ready as soon as SIGTERM arrives; `drain_seconds` later, let the server stop.
 
-    The server's own handler still runs, so connections drain as usual.
+    The server's own handler then runs, so the listener closes and accepted requests
+    finish as usual. A second SIGTERM does not wait.
     """
     try:
-        previous = signal.getsignal(signal.SIGTERM)
+        found = signal.getsignal(signal.SIGTERM)
     except ValueError:
         return
+    if not callable(found):
+        return
+    previous: Callable[[int, Any], Any] = found
 
     def handler(signum: int, frame: Any) -> None:
-        runtime.draining = True
-        if callable(previous):
+        if runtime.draining or drain_seconds <= 0:
+            runtime.draining = True
             previous(signum, frame)
+            return
+        runtime.draining = True
+        # uvicorn's handler only sets a flag its loop polls, so a timer thread may call it.
+        stop_later = threading.Timer(drain_seconds, previous, (signum, None))
+        stop_later.daemon = True
+        stop_later.start()
 
     with contextlib.suppress(ValueError):  # not the main thread (a test client): nothing to chain
         signal.signal(signal.SIGTERM, handler)

@@ -33,7 +33,19 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(default=None, description="Directory with the model card and artifact.")
     app_revision: str = Field(default="unknown", description="Source revision of the running build.")
     environment: str = Field(default="dev", min_length=1, description="Deployment environment name.")
-    graceful_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
+    graceful_shutdown_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=3600,
+        description="Time accepted requests get to finish once the listener closes.",
+    )
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="After SIGTERM, time the server keeps accepting with /readyz at 503, before it closes"
+        " the listener: for load balancers that poll /readyz (Kubernetes' preStop sleep does this there).",
+    )
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="Time a request has to send its headers (slow clients)."
     )

@@ -119,7 +119,12 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
     "base-image": (
         append("base-image/Dockerfile"),
         Expected(
-            lambda repo: test_files(repo, *DEPLOYMENT_TESTS, CI_TESTS),
+            lambda repo: test_files(
+                repo,
+                *DEPLOYMENT_TESTS,
+                "tests/reliability/test_shutdown.py",
+                CI_TESTS,  # runs Titanic's image
+            ),
             lambda services: service_images(services) | {"modelserving-base"},
             every_overlay,
         ),

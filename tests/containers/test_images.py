@@ -16,7 +16,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from containers.harness import SERVICES, built_image, docker_client, http_get, prediction_request
+from containers.engine import built_image, docker_client
+from containers.harness import SERVICES, http_get, prediction_request
 
 from modelserving.testing import free_port, status_of_request_in_flight_at
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from containers.harness import SERVICES, built_image, docker_client, http_get, prediction_request
+from containers.engine import built_image, docker_client
+from containers.harness import SERVICES, http_get, prediction_request
 
 from modelserving.testing import free_port
 

@@ -24,6 +24,10 @@ SUITES = {
         "./pants test tests/reliability/test_model_faults.py:servers",
     ),
     "test_soak": ("Soak: 60 s at concurrency 64", "./pants test tests/reliability:soak"),
+    "test_shutdown": (
+        "SIGTERM under load (16 clients), PEX and container",
+        "./pants test tests/reliability:shutdown",
+    ),
 }
 
 
@@ -36,8 +40,7 @@ ELSEWHERE = """
   401 without the token, 200 with it). Not in the table above (not these suites).
 - Not yet: property-based fuzzing of every OpenAPI operation with Schemathesis (blocked:
   Schemathesis 4 needs pytest >= 8.4, Pants 2.17 runs pytest 7.0.1; Schemathesis 3 needs
-  starlette < 1), and SIGTERM under load on the PEX and the container (one request in flight
-  at SIGTERM is tested in `services/titanic/test_serve.py`).
+  starlette < 1).
 """
 
 

@@ -1,0 +1,264 @@
+"""Shutdown under load: SIGTERM while 16 clients are sending, on the packaged PEX and on the image.
+
+What must hold (issue #8): `/readyz` answers 503 at once (within uvicorn's 0.5 s
+signal poll); predictions are still served while the server drains
+(`DRAIN_SECONDS`); every request the server
+accepted completes with a 2xx, including requests whose bodies were still
+arriving when the listener closed; the process exits 0 within the grace period.
+
+A request counts as accepted when the server logged it (the access log, one JSON
+line with the request id) or when its headers had been read before the listener
+closed (the half-sent requests below). Clients may see connections refused or
+closed only after the listener has closed, and never a response other than 2xx.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from benchmark import PASSENGER
+from containers.engine import built_image, docker_client
+
+from modelserving.testing import free_port
+
+PATH = "/predict_survival_by_passengers"
+BODY = json.dumps([PASSENGER] * 20).encode()
+CLIENTS = 16
+DRAIN_SECONDS = 2.0
+GRACE_SECONDS = 10.0
+HALF_SENT = 8  # requests whose headers and half a body are sent just before the listener closes
+
+
+@dataclass
+class Attempt:
+    request_id: str
+    sent_at: float
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Run:
+    """What the clients saw, with times on the test's monotonic clock."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    half_sent: dict[str, int] = field(default_factory=dict)
+    readyz_after_sigterm: list[tuple[float, int]] = field(default_factory=list)
+    sigterm_at: float = 0.0
+    exited_at: float = 0.0
+    exit_code: int | None = None
+
+
+def keep_sending(url: str, name: str, stop: threading.Event, attempts: list[Attempt]) -> None:
+    with httpx.Client(timeout=30) as client:
+        for number in range(1_000_000):
+            if stop.is_set():
+                return
+            attempt = Attempt(f"{name}-{number}", time.monotonic())
+            attempts.append(attempt)
+            try:
+                response = client.post(
+                    url + PATH,
+                    content=BODY,
+                    headers={"content-type": "application/json", "x-request-id": attempt.request_id},
+                )
+                attempt.status = response.status_code
+            except httpx.TransportError as error:
+                attempt.error = type(error).__name__
+                time.sleep(0.02)  # refused once the listener is closed: do not spin
+
+
+def half_sent(url: str, request_id: str) -> socket.socket:
+    """A connection that has sent a request's headers and half its body."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    connection.sendall(
+        f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\nX-Request-ID: {request_id}\r\nConnection: close\r\n\r\n".encode()
+        + BODY[: len(BODY) // 2]
+    )
+    return connection
+
+
+def finish(connection: socket.socket) -> int:
+    with connection:
+        connection.sendall(BODY[len(BODY) // 2 :])
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    status_line = response.split(b"\r\n", 1)[0].split()
+    return int(status_line[1]) if len(status_line) > 1 else 0
+
+
+def readyz(url: str) -> int:
+    try:
+        return httpx.get(url + "/readyz", timeout=2).status_code
+    except httpx.TransportError:
+        return 0  # refused: the listener is closed
+
+
+def shut_down_under_load(url: str, sigterm: Callable[[], object], wait_exit: Callable[[], int]) -> Run:
+    run = Run()
+    stop = threading.Event()
+    clients = [
+        threading.Thread(target=keep_sending, args=(url, f"client{n}", stop, run.attempts), daemon=True)
+        for n in range(CLIENTS)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1.0)
+        assert any(attempt.status == 200 for attempt in run.attempts), "no load before SIGTERM"
+
+        run.sigterm_at = time.monotonic()
+        sigterm()
+        while time.monotonic() < run.sigterm_at + DRAIN_SECONDS - 0.5:
+            run.readyz_after_sigterm.append((time.monotonic() - run.sigterm_at, readyz(url)))
+            time.sleep(0.02)
+        connections = {f"half-sent-{n}": half_sent(url, f"half-sent-{n}") for n in range(HALF_SENT)}
+        while readyz(url) != 0:  # wait for the listener to close, then send the rest of each body
+            time.sleep(0.02)
+        run.half_sent = {request_id: finish(connection) for request_id, connection in connections.items()}
+
+        run.exit_code = wait_exit()
+        run.exited_at = time.monotonic()
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=35)
+    return run
+
+
+def accepted_ids(log_lines: list[str]) -> set[str]:
+    records = [json.loads(line) for line in log_lines if line.startswith("{")]
+    return {r["request_id"] for r in records if r.get("path") == PATH and "status" in r}
+
+
+def assert_graceful(run: Run, log_lines: list[str], record: Callable[[str, object], None]) -> None:
+    answered = [a for a in run.attempts if a.status is not None]
+    failed = [a for a in run.attempts if a.error is not None]
+    during_drain = [a for a in answered if run.sigterm_at < a.sent_at < run.sigterm_at + DRAIN_SECONDS - 0.2]
+    first_503 = next((t for t, status in run.readyz_after_sigterm if status == 503), None)
+    figures = {
+        "requests_answered": len(answered),
+        "answered_while_draining": len(during_drain),
+        "refused_or_closed_after_listener_closed": len(failed),
+        "half_sent_at_close": len(run.half_sent),
+        "readyz_503_after_ms": None if first_503 is None else round(first_503 * 1000, 1),
+        "exit_code": run.exit_code,
+        "exit_after_sigterm_s": round(run.exited_at - run.sigterm_at, 2),
+    }
+    print("shutdown:", json.dumps(figures))
+    for name, value in figures.items():
+        record(name, value)
+
+    # "At once": uvicorn's supervisor looks for signals every 0.5 s before it passes SIGTERM to
+    # its workers (with one worker there is no supervisor), so the first /readyz sent 0.6 s
+    # after SIGTERM must already be 503, and none after the first 503 may be 200 again.
+    assert first_503 is not None and first_503 < 0.6, run.readyz_after_sigterm[:10]
+    assert all(
+        status == 503 for t, status in run.readyz_after_sigterm if t >= first_503
+    ), run.readyz_after_sigterm
+    assert during_drain and all(a.status == 200 for a in answered), [
+        (a.request_id, a.status) for a in answered if a.status != 200
+    ]
+    assert list(run.half_sent.values()) == [200] * HALF_SENT, run.half_sent
+    got_200 = {a.request_id for a in answered} | set(run.half_sent)
+    lost = accepted_ids(log_lines) - got_200
+    assert not lost, f"accepted but not answered: {sorted(lost)[:10]}"
+    early = [a for a in failed if a.sent_at < run.sigterm_at + DRAIN_SECONDS - 0.3]
+    assert not early, f"failed before the listener closed: {[(a.request_id, a.error) for a in early]}"
+    assert run.exit_code == 0
+    assert run.exited_at - run.sigterm_at <= DRAIN_SECONDS + GRACE_SECONDS
+
+
+ENV = {
+    "LOG_LEVEL": "info",
+    "DRAIN_SECONDS": str(DRAIN_SECONDS),
+    "GRACEFUL_SHUTDOWN_SECONDS": str(GRACE_SECONDS),
+}
+
+
+def wait_ready(url: str, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 120
+    while readyz(url) != 200:
+        assert alive() and time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.1)
+
+
+def test_packaged_app_with_two_workers_drains_under_load(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    port = free_port()
+    log = tmp_path / "server.log"
+    pex = Path.cwd() / "services.titanic" / "serve.pex"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(pex)],
+            env={**os.environ, **ENV, "PORT": str(port), "WORKERS": "2"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, lambda: process.poll() is None)
+            run = shut_down_under_load(
+                url,
+                lambda: process.send_signal(signal.SIGTERM),
+                lambda: process.wait(timeout=DRAIN_SECONDS + GRACE_SECONDS + 10),
+            )
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert_graceful(run, log.read_text().splitlines(), record_property)
+
+
+@contextmanager
+def container(docker: str, image: str, port: int) -> Iterator[str]:
+    env = {**ENV, "PORT": str(port)}
+    cid = subprocess.check_output(
+        [docker, "run", "-d", "--network", "host", "--read-only", "--cap-drop", "ALL"]
+        + ["--security-opt", "no-new-privileges"]
+        + [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+        + [image],
+        text=True,
+    ).strip()
+    try:
+        yield cid
+    finally:
+        subprocess.run([docker, "rm", "-f", cid], capture_output=True)
+
+
+def test_container_drains_under_load(record_property: Callable[[str, object], None]) -> None:
+    docker = docker_client()
+    port = free_port()
+    with container(docker, built_image("titanic"), port) as cid:
+
+        def running() -> bool:
+            inspect = subprocess.check_output([docker, "inspect", "-f", "{{.State.Running}}", cid], text=True)
+            return inspect.strip() == "true"
+
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, running)
+        run = shut_down_under_load(
+            url,
+            lambda: subprocess.run(
+                [docker, "kill", "--signal", "TERM", cid], check=True, capture_output=True
+            ),
+            lambda: int(subprocess.check_output([docker, "wait", cid], text=True)),
+        )
+        logs = subprocess.run([docker, "logs", cid], capture_output=True, text=True)
+    assert_graceful(run, (logs.stdout + logs.stderr).splitlines(), record_property)
