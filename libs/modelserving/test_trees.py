@@ -33,6 +33,32 @@ def test_regressor_predictions_equal_predict_and_survive_the_npz_round_trip() ->
     assert np.abs(restored.raw(PROBE) - model.predict(PROBE)).max() < 1e-12
 
 
+@pytest.mark.parametrize("depth", [2, 5])  # looked up in a table, walked
+def test_rows_next_to_every_threshold_go_where_scikit_learn_sends_them(depth: int) -> None:
+    # Continuous features: thresholds are float64 midpoints that float32 cannot hold, so the
+    # float32 just below and just above each one must go left and right as in scikit-learn.
+    features = RNG.normal(size=(300, 4)).astype(np.float32).astype(float)
+    target = features[:, 0] * features[:, 1] + np.sin(3 * features[:, 2])
+    model = GradientBoostingRegressor(n_estimators=25, max_depth=depth, random_state=0).fit(features, target)
+    probe: list[np.ndarray] = []
+    for tree in (estimator.tree_ for estimator in model.estimators_[:, 0]):
+        for feature, threshold in zip(tree.feature, tree.threshold, strict=True):
+            if feature < 0:
+                continue  # a leaf
+            for value in (np.float32(threshold), *np.nextafter(np.float32(threshold), [-np.inf, np.inf])):
+                row = features[len(probe) % len(features)].copy()
+                row[feature] = value
+                probe.append(row)
+    rows = np.array(probe)
+    ensemble = TreeEnsemble.from_gradient_boosting(model)
+    assert np.abs(ensemble.raw(rows) - model.predict(rows)).max() < 1e-12
+
+
+def test_no_rows_give_no_outputs() -> None:
+    model = GradientBoostingRegressor(n_estimators=3, random_state=0).fit(FEATURES, LABELS)
+    assert TreeEnsemble.from_gradient_boosting(model).raw(np.zeros((0, 5))).shape == (0,)
+
+
 def test_bad_rows_are_refused() -> None:
     model = GradientBoostingRegressor(n_estimators=3, random_state=0).fit(FEATURES, LABELS)
     ensemble = TreeEnsemble.from_gradient_boosting(model)
