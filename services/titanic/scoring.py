@@ -82,10 +82,11 @@ class PassengerEncoding:
 
     def matrix(self, passengers: Sequence[Any]) -> np.ndarray:
         titles = [title_of(passenger.Name) for passenger in passengers]
-        number = {
-            name: np.array([_number(getattr(passenger, name)) for passenger in passengers], dtype=float)
-            for name in NUMERIC_INPUTS
-        }
+        # One pass over the passengers; NumPy turns each None (a gap) into NaN.
+        inputs = np.array(
+            [[getattr(passenger, name) for name in NUMERIC_INPUTS] for passenger in passengers], dtype=float
+        ).reshape(len(passengers), len(NUMERIC_INPUTS))
+        number = dict(zip(NUMERIC_INPUTS, inputs.T, strict=True))
         title_age = np.array([self.age_by_title.get(title, math.nan) for title in titles], dtype=float)
         number["Age"] = np.where(np.isnan(number["Age"]), title_age, number["Age"])
         filled = {name: np.where(np.isnan(v), self.medians[name], v) for name, v in number.items()}
@@ -105,10 +106,6 @@ class PassengerEncoding:
             rows = np.flatnonzero(index >= 0)
             matrix[rows, index[rows]] = 1.0
         return matrix
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 @dataclass(frozen=True)
