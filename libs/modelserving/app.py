@@ -30,6 +30,7 @@ from modelserving.batching import MicroBatcher
 from modelserving.bodies import documented_body, read_json, schema_components
 from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
+from modelserving.memory import keep_large_allocations_on_the_heap
 from modelserving.middleware import RequestContextMiddleware
 from modelserving.service import ModelService, Runtime
 from modelserving.settings import Settings, load_settings
@@ -60,6 +61,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     model_dir = config.model_dir or service.model_dir
     runtime = Runtime(booted_at=datetime.now(UTC))
     threadpool_limits(config.inference_threads)
+    keep_large_allocations_on_the_heap()
     predict_rows = _predictor(service, runtime, config)
 
     @asynccontextmanager
