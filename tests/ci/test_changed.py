@@ -58,7 +58,12 @@ def every_overlay(services: list[str]) -> set[str]:
 
 
 CI_TESTS = "tests/ci/test_*.py"  # they copy the whole build (//:tree), so any build change reruns them
-CROSS_SERVICE_TESTS = ("tests/services/test_*.py", "tests/containers/test_*.py", "tests/k8s/test_*.py")
+CROSS_SERVICE_TESTS = (
+    "tests/services/test_*.py",
+    "tests/containers/test_*.py",
+    "tests/k8s/test_*.py",
+    "tests/reliability/test_fuzz.py",  # every service's OpenAPI schema, fuzzed
+)
 DEPLOYMENT_TESTS = ("tests/containers/test_*.py", "tests/k8s/test_*.py")
 
 

@@ -135,8 +135,9 @@ def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path
         anonymous = urllib.request.Request(url + path, json.dumps(body).encode(), headers)
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(anonymous, timeout=5)
-        assert refused.value.code == 401
-        assert refused.value.headers["www-authenticate"] == "Bearer"
+        error: urllib.error.HTTPError = refused.value
+        assert error.code == 401
+        assert error.headers["www-authenticate"] == "Bearer"
         headers["authorization"] = f"Bearer {token}"
         request = urllib.request.Request(url + path, json.dumps(body).encode(), headers)
         with urllib.request.urlopen(request, timeout=5) as response:

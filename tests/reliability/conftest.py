@@ -15,6 +15,14 @@ from pathlib import Path
 import pytest
 
 
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Figures a test module computes itself (`figures_of(item)`), for tests that cannot take
+    `record_property` (Hypothesis refuses function-scoped fixtures)."""
+    figures_of = getattr(getattr(item, "module", None), "figures_of", None)
+    if call.when == "call" and figures_of is not None:
+        item.user_properties.extend(figures_of(item).items())
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     target = os.environ.get("RELIABILITY_REPORT")
     ran = report.when == "call"
