@@ -1,10 +1,10 @@
 """Adaptive micro-batching: concurrent predictions for one model become one predict call.
 
-A request never waits for a timer by default. Each request queues its rows and,
-if none is pending, schedules a flush as a plain event-loop callback; the flush
-runs once every request already parsed in that turn of the loop has queued, and
-predicts them all in one call, up to `max_rows` rows. A lone client's request is
-predicted in the next turn (no added latency); under load, requests that arrived
+A request never waits for a timer by default. Each request queues its rows and
+yields for one turn of the event loop, in which every request already parsed
+queues too; the first to resume predicts them all in one call, up to `max_rows`
+rows, and the others find their results set. A lone client's request is
+predicted after that one turn (no timer); under load, requests that arrived
 while the last batch ran form the next one: the busier the server, the bigger the
 batches, and the model's fixed per-call cost (input checks, array set-up) is paid
 once per batch instead of once per request. This is Triton's dynamic batcher with
@@ -52,15 +52,24 @@ class MicroBatcher:
         future: asyncio.Future[BaseModel] = loop.create_future()
         self._queue.append((rows, future))
         self._queued_rows += len(rows)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # A plain callback, not a task: it runs once every request already parsed in this turn
-            # of the event loop has queued, which is what makes them one batch.
-            if self._max_wait > 0 and self._queued_rows < self._max_rows:
+        if self._max_wait > 0 and self._queued_rows < self._max_rows:
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
                 loop.call_later(self._max_wait, self._flush)
-            else:
-                loop.call_soon(self._flush)
-        return await future
+            return await future
+        # One turn of the event loop, in which every request already parsed queues too; then the
+        # first of them to resume predicts for all (the others find their result set). A lone
+        # request pays one loop turn, not a scheduled flush plus a wake-up.
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if not future.done():
+                self._queue.remove((rows, future))
+                self._queued_rows -= len(rows)
+            raise
+        if not future.done():
+            self._flush()
+        return future.result()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

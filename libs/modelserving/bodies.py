@@ -23,14 +23,16 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 async def read_json(request: Request, adapter: TypeAdapter[T]) -> T:
-    """The request body validated by `adapter`; 415 for a non-JSON content type, 422 naming the field."""
+    """The request body validated strictly by `adapter`; 415 for a non-JSON content type, 422 naming
+    the field."""
     content_type = request.headers.get("content-type")
     if content_type is not None:
         media_type = content_type.partition(";")[0].strip().lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
             raise HTTPException(415, f"content-type must be application/json, got {media_type!r}")
     try:
-        return adapter.validate_json(await request.body())
+        # Strict: a number must be a JSON number, a string a JSON string (no `true` or "7.5" as 7.5).
+        return adapter.validate_json(await request.body(), strict=True)
     except ValidationError as error:
         raise RequestValidationError(
             [{**issue, "loc": ("body", *issue["loc"])} for issue in error.errors(include_url=False)]

@@ -22,10 +22,11 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 import pytest
@@ -87,7 +88,11 @@ def wait_until_ready(process: subprocess.Popen[str], url: str, timeout: float = 
 
 @contextmanager
 def running_server(module: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A ready server process on a free loopback port, and its URL; killed afterwards if still up."""
+    """A ready server process on a free loopback port, and its URL; killed afterwards if still up.
+
+    Its output is piped and read when it stops: for long runs keep LOG_LEVEL at warning, or
+    the access log fills the pipe and the server blocks writing to it.
+    """
     port = free_port()
     process = start_server(module, PORT=str(port), **env)
     url = f"http://127.0.0.1:{port}"
@@ -143,9 +148,10 @@ class ServiceContract:
     """What every model service's API does, whatever its model; subclass as `TestContract`.
 
     `valid_row` is one row the service must accept; each field the row type
-    requires is checked to be required, and each float field to refuse NaN and
-    infinities. `invalid_values` lists (field, value) pairs the service must
-    refuse, each with a 422 naming the field.
+    requires is checked to be required, each float field to refuse NaN and
+    infinities, and each number to refuse a boolean or a string in its place.
+    `invalid_values` lists (field, value) pairs the service must refuse, each with
+    a 422 naming the field.
     """
 
     service: ClassVar[ModelService[Any, Any]]
@@ -198,6 +204,24 @@ class ServiceContract:
         assert numbers
         for name in numbers:
             assert_rejected(client.predict([{**self.valid_row, name: value}]), f"body[0].{name}")
+
+    @pytest.mark.parametrize("sent_as", ["a boolean", "a string"])
+    def test_a_number_sent_as_something_else_gets_a_422_naming_the_field(
+        self, client: ServiceClient, sent_as: str
+    ) -> None:
+        # Literal[1, 2] fields are left out: pydantic matches `true` to 1, as Python does.
+        fields = self.service.item_type.model_fields
+        numbers = [
+            name
+            for name, value in self.valid_row.items()
+            if isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and typing.get_origin(fields[name].annotation) is not Literal
+        ]
+        assert numbers
+        for name in numbers:
+            wrong = True if sent_as == "a boolean" else str(self.valid_row[name])
+            assert_rejected(client.predict([{**self.valid_row, name: wrong}]), f"body[0].{name}")
 
     def test_a_single_row_instead_of_a_list_is_a_422(self, client: ServiceClient) -> None:
         assert_rejected(client.predict(self.valid_row), "body")

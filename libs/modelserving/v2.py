@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from modelserving.bodies import documented_body, read_json, schema_components
 from modelserving.docs import extend_openapi
@@ -93,18 +93,7 @@ class RequestOutput(BaseModel):
 
 
 class InferenceRequest(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "42",
-                    "inputs": [
-                        {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
-                    ],
-                }
-            ]
-        }
-    )
+    """A v2 request; each service's infer route documents an example made of its own inputs."""
 
     id: str | None = Field(default=None, max_length=256)
     parameters: dict[str, Any] | None = None
@@ -207,6 +196,30 @@ class V2Codec:
         if typing.get_origin(annotation) is dict:
             return _field_kind(typing.get_args(annotation)[1])[1], True
         return _field_kind(annotation)[1], False
+
+    def example_request(self) -> dict[str, Any]:
+        """The service's example rows as an infer request for it (fields some example leaves
+        unknown are left out: v2 has no nulls)."""
+        rows = [example.model_dump(mode="json") for example in self.service.examples]
+        names = [name for name in self.fields if all(row.get(name) is not None for row in rows)]
+        if self.service.v2_tensor_input is not None:
+            tensor = {
+                "name": self.service.v2_tensor_input,
+                "shape": [len(rows), len(names)],
+                "datatype": "FP64",
+                "data": [[row[name] for name in names] for row in rows],
+            }
+            return {"id": "42", "inputs": [tensor]}
+        inputs = [
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": self.fields[name][1],
+                "data": [row[name] for row in rows],
+            }
+            for name in names
+        ]
+        return {"id": "42", "inputs": inputs}
 
     def metadata(self, version: str, platform: str) -> ModelMetadata:
         if self.service.v2_tensor_input is not None:
@@ -346,15 +359,15 @@ class V2Codec:
         }
 
 
-def _documented_infer(path: str, model_name: str) -> dict[str, Any]:
-    """The OpenAPI parameters and body of an infer route that parses its own request."""
+def _documented_infer(path: str, model_name: str, example: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI parameters, body and example of an infer route that parses its own request."""
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "title": title}}
         for name, title in (("model_name", "Model Name"), ("model_version", "Model Version"))
         if f"{{{name}}}" in path
     ]
     parameters[0]["example"] = model_name
-    return {"parameters": parameters, **documented_body(INFERENCE_REQUEST)}
+    return {"parameters": parameters, **documented_body(INFERENCE_REQUEST, example=example)}
 
 
 def add_v2_routes(
@@ -442,7 +455,7 @@ def add_v2_routes(
             infer,
             methods=["POST"],
             response_model=InferenceResponse,
-            openapi_extra=_documented_infer(base, service.name),
+            openapi_extra=_documented_infer(base, service.name, codec.example_request()),
             **options,
         )
     extend_openapi(app, schema_components(INFERENCE_REQUEST))

@@ -99,6 +99,10 @@ def test_empty_list_gives_no_predictions(client: TestClient) -> None:
         ("Name", ""),
         ("Name", "x" * 201),
         ("PassengerId", 10**100),
+        # Numbers must be JSON numbers: no booleans or numeric strings in their place.
+        ("Fare", False),
+        ("Age", "22"),
+        ("SibSp", "1"),
     ],
 )
 def test_invalid_value_gets_a_422_naming_the_field(client: TestClient, field: str, value: Any) -> None:

@@ -113,6 +113,15 @@ def test_v2_tensor_predicts_what_the_typed_route_predicts(
             assert as_predictions(v2_infer(client, service, [tensor])) == typed_outputs(service, client, rows)
 
 
+def test_the_documented_v2_example_is_served(served: tuple[ModelService[Any, Any], TestClient]) -> None:
+    service, client = served
+    infer = "/v2/models/{model_name}/infer"
+    operation = client.get("/openapi.json").json()["paths"][infer]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    typed = typed_outputs(service, client, example_rows(service))
+    assert as_predictions(v2_infer(client, service, example["inputs"])) == typed
+
+
 def test_wrong_datatype_is_a_400_naming_the_input(served: tuple[ModelService[Any, Any], TestClient]) -> None:
     service, client = served
     first = client.get(f"/v2/models/{service.name}").json()["inputs"][0]
