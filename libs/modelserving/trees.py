@@ -31,7 +31,7 @@ _ARRAYS = ("feature", "threshold", "value")
 # comes from the heap. Larger ones were fresh, page-faulted memory every time (1000 rows, 300 trees:
 # 21 ms in the service instead of 5).
 _PAIRS_PER_STEP = 8_192
-# Rows tested together on the table path (its temporaries are bytes: 2 MB at 300 trees).
+# Rows scored together on the table path (300 trees: temporaries of about 1 MB each).
 _ROWS_PER_TABLE_STEP = 512
 _MAX_TABLE_DEPTH = 3  # 7 node tests: a byte; depth 4 would need 2**15 leaves per tree
 
