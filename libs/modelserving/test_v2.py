@@ -187,7 +187,7 @@ def test_infer_documents_the_request_body_it_parses(client: TestClient) -> None:
             "$ref": "#/components/schemas/InferenceRequest"
         }
     schemas = document["components"]["schemas"]
-    assert schemas["InferenceRequest"]["properties"].keys() == InferenceRequest.model_fields.keys()
+    assert schemas["InferenceRequest"]["properties"].keys() == InferenceRequest.__annotations__.keys()
     assert schemas["InferenceRequest"]["properties"]["inputs"]["items"] == {
         "$ref": "#/components/schemas/RequestInput"
     }

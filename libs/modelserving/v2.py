@@ -20,11 +20,12 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # noqa: UP035 (pydantic needs this one before Python 3.12)
 
 from modelserving.bodies import documented_body, read_json, schema_components
 from modelserving.docs import extend_openapi
@@ -79,26 +80,28 @@ class ReadyResponse(BaseModel):
     ready: bool
 
 
-class RequestInput(BaseModel):
-    name: str = Field(min_length=1, max_length=256, examples=["Pclass"])
-    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=8, examples=[[2]])
-    datatype: Datatype = Field(examples=["INT64"])
-    parameters: dict[str, Any] | None = None
-    data: Data = Field(description="Row-major elements, flat or nested.", examples=[[3, 1]])
+# The request's parts are TypedDicts: pydantic-core validates them into plain dicts, which for
+# a request of many one-element inputs costs a quarter less than a model instance per input.
+class RequestInput(TypedDict):
+    name: Annotated[str, Field(min_length=1, max_length=256, examples=["Pclass"])]
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=8, examples=[[2]])]
+    datatype: Annotated[Datatype, Field(examples=["INT64"])]
+    parameters: NotRequired[dict[str, Any] | None]
+    data: Annotated[Data, Field(description="Row-major elements, flat or nested.", examples=[[3, 1]])]
 
 
-class RequestOutput(BaseModel):
-    name: str = Field(min_length=1, max_length=256)
-    parameters: dict[str, Any] | None = None
+class RequestOutput(TypedDict):
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    parameters: NotRequired[dict[str, Any] | None]
 
 
-class InferenceRequest(BaseModel):
+class InferenceRequest(TypedDict):
     """A v2 request; each service's infer route documents an example made of its own inputs."""
 
-    id: str | None = Field(default=None, max_length=256)
-    parameters: dict[str, Any] | None = None
-    inputs: list[RequestInput] = Field(min_length=1, max_length=1024)
-    outputs: list[RequestOutput] | None = None
+    id: NotRequired[Annotated[str, Field(max_length=256)] | None]
+    parameters: NotRequired[dict[str, Any] | None]
+    inputs: Annotated[list[RequestInput], Field(min_length=1, max_length=1024)]
+    outputs: NotRequired[list[RequestOutput] | None]
 
 
 INFERENCE_REQUEST: TypeAdapter[InferenceRequest] = TypeAdapter(InferenceRequest)
@@ -178,6 +181,7 @@ class V2Codec:
         self.fields = {
             name: _field_kind(info.annotation) for name, info in service.item_type.model_fields.items()
         }
+        self.accepted = {name: accepted for name, (accepted, _) in self.fields.items()}
         self.required = {name for name, info in service.item_type.model_fields.items() if info.is_required()}
         row_list: Any = list[service.item_type]  # type: ignore[name-defined]
         self.rows_adapter: TypeAdapter[list[Any]] = TypeAdapter(row_list)
@@ -251,11 +255,9 @@ class V2Codec:
 
     def rows(self, request: InferenceRequest) -> list[Any]:
         """The typed rows the inputs describe, or ProtocolError(400) naming the input at fault."""
-        names = [item.name for item in request.inputs]
-        if len(set(names)) != len(names):
-            raise ProtocolError(400, "each input name may appear only once")
-        tensor = self._tensor_input(request.inputs)
-        raw_rows = self._rows_from_tensor(tensor) if tensor else self._rows_from_columns(request.inputs)
+        inputs = request["inputs"]
+        tensor = self._tensor_input(inputs)
+        raw_rows = self._rows_from_tensor(tensor, inputs) if tensor else self._rows_from_columns(inputs)
         if len(raw_rows) > self.max_rows:
             raise ProtocolError(
                 400, f"{len(raw_rows)} rows exceed the limit of {self.max_rows} rows per request"
@@ -266,41 +268,43 @@ class V2Codec:
             issue = error.errors()[0]
             row, *where = issue["loc"]
             field = field_path(where)
-            source = f"{tensor.name}' column '{field}" if tensor else field
+            source = f"{tensor['name']}' column '{field}" if tensor else field
             raise ProtocolError(400, f"input '{source}', row {row}: {issue['msg']}") from None
 
     def _tensor_input(self, inputs: Sequence[RequestInput]) -> RequestInput | None:
         declared = self.service.v2_tensor_input
         if declared is None:
             return None
-        named = [item for item in inputs if item.name == declared]
+        named = [item for item in inputs if item["name"] == declared]
         if named:
             return named[0]
-        if len(inputs) == 1 and inputs[0].name not in self.fields:
+        if len(inputs) == 1 and inputs[0]["name"] not in self.fields:
             return inputs[0]  # the only input may have any name, as in MLServer
         return None
 
     @staticmethod
     def _elements(item: RequestInput) -> list[Any]:
-        # Most clients send flat data; a nested first element means row-major nesting to undo.
-        elements = _flatten(item.data) if item.data and isinstance(item.data[0], list) else item.data
-        expected = math.prod(item.shape)
+        """The input's elements, flat; a nested first element means row-major nesting to undo."""
+        data, shape = item["data"], item["shape"]
+        elements = _flatten(data) if data and isinstance(data[0], list) else data
+        expected = math.prod(shape)
         if len(elements) != expected:
             raise ProtocolError(
                 400,
-                f"input '{item.name}': shape {item.shape} needs {expected} elements, "
-                f"data has {len(elements)}",
+                f"input '{item['name']}': shape {shape} needs {expected} elements, data has {len(elements)}",
             )
         return elements
 
-    def _rows_from_tensor(self, tensor: RequestInput) -> list[dict[str, Any]]:
+    def _rows_from_tensor(self, tensor: RequestInput, inputs: Sequence[RequestInput]) -> list[dict[str, Any]]:
+        name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+        names = [item["name"] for item in inputs]
+        if len(set(names)) != len(names):
+            raise ProtocolError(400, "each input name may appear only once")
         width = len(self.fields)
-        if len(tensor.shape) != 2 or tensor.shape[1] != width:
-            raise ProtocolError(400, f"input '{tensor.name}': shape must be [N, {width}], got {tensor.shape}")
-        if tensor.datatype not in FLOATS | INTEGERS:
-            raise ProtocolError(
-                400, f"input '{tensor.name}': datatype must be FP32 or FP64, got {tensor.datatype}"
-            )
+        if len(shape) != 2 or shape[1] != width:
+            raise ProtocolError(400, f"input '{name}': shape must be [N, {width}], got {shape}")
+        if datatype not in FLOATS | INTEGERS:
+            raise ProtocolError(400, f"input '{name}': datatype must be FP32 or FP64, got {datatype}")
         elements = self._elements(tensor)
         columns = list(self.fields)
         return [
@@ -308,37 +312,41 @@ class V2Codec:
         ]
 
     def _rows_from_columns(self, inputs: Sequence[RequestInput]) -> list[dict[str, Any]]:
+        # The common case (known names, flat data of the declared length) in as few steps as
+        # possible: on a one-row request this loop is most of what v2 costs over the typed route.
         columns: dict[str, list[Any]] = {}
+        accepted = self.accepted
         for item in inputs:
-            kind = self.fields.get(item.name)
-            if kind is None:
-                expected = ", ".join(self.fields)
-                raise ProtocolError(
-                    400, f"input '{item.name}' is not an input of this model (expected: {expected})"
-                )
-            accepted, declared = kind
-            if item.datatype not in accepted:
-                raise ProtocolError(
-                    400, f"input '{item.name}': datatype must be {declared}, got {item.datatype}"
-                )
-            if len(item.shape) > 2 or (len(item.shape) == 2 and item.shape[1] != 1):
-                raise ProtocolError(
-                    400, f"input '{item.name}': shape must be [N] or [N, 1], got {item.shape}"
-                )
-            columns[item.name] = self._elements(item)
-        missing = self.required - columns.keys()
-        if missing:
-            raise ProtocolError(400, f"input '{min(missing)}' is required")
-        if len({len(values) for values in columns.values()}) > 1:
-            lengths = {name: len(values) for name, values in columns.items()}
+            name, shape, data = item["name"], item["shape"], item["data"]
+            if item["datatype"] not in accepted.get(name, ()) or name in columns:
+                raise self._refusal(item, columns)
+            if len(shape) > 1 and (len(shape) > 2 or shape[1] != 1):
+                raise ProtocolError(400, f"input '{name}': shape must be [N] or [N, 1], got {shape}")
+            flat = len(data) == shape[0] and (not data or type(data[0]) is not list)
+            columns[name] = data if flat else self._elements(item)
+        if len(columns) < len(self.fields) and not self.required <= columns.keys():
+            raise ProtocolError(400, f"input '{min(self.required - columns.keys())}' is required")
+        lengths = {name: len(values) for name, values in columns.items()}
+        if len(set(lengths.values())) > 1:
             raise ProtocolError(400, f"inputs must all have the same number of rows, got {lengths}")
         names = list(columns)
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
+    def _refusal(self, item: RequestInput, columns: dict[str, list[Any]]) -> ProtocolError:
+        """Why `item` cannot be one of the columns (the fast path's checks, spelt out)."""
+        name = item["name"]
+        if name in columns:
+            return ProtocolError(400, "each input name may appear only once")
+        if name not in self.fields:
+            expected = ", ".join(self.fields)
+            return ProtocolError(400, f"input '{name}' is not an input of this model (expected: {expected})")
+        declared = self.fields[name][1]
+        return ProtocolError(400, f"input '{name}': datatype must be {declared}, got {item['datatype']}")
+
     def outputs_of(self, response: BaseModel, wanted: Sequence[RequestOutput] | None) -> list[dict[str, Any]]:
         """The protocol's outputs (`ResponseOutput`s as plain dicts, for one serialisation pass)."""
         predictions: list[BaseModel] = getattr(response, self.list_field)
-        names = [output.name for output in wanted] if wanted else list(self.outputs)
+        names = [output["name"] for output in wanted] if wanted else list(self.outputs)
         unknown = [name for name in names if name not in self.outputs]
         if unknown:
             raise ProtocolError(400, f"output '{unknown[0]}' is not an output of this model")
@@ -421,8 +429,8 @@ def add_v2_routes(
         body = {
             "model_name": service.name,
             "model_version": version,
-            "id": inference.id if inference.id is not None else request_id.get(),
-            "outputs": codec.outputs_of(response, inference.outputs),
+            "id": request_id.get() if inference.get("id") is None else inference["id"],
+            "outputs": codec.outputs_of(response, inference.get("outputs")),
         }
         # An InferenceResponse made of the typed response's validated values, serialised once
         # (tests validate these bodies against InferenceResponse).
