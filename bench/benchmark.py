@@ -9,9 +9,11 @@ access logs on (to a file, as a container's stdout would be collected). The load
 comes from `wrk` (Debian's package) on loopback, with a Lua script for the body and
 for the figures. Every scenario has a warm-up, then a fixed duration; the harness
 stops everything it started. This machine is a VM whose speed drifts by tens of
-percent from minute to minute, so the whole pass runs `--rounds` times (3): each
-figure is the median of its rounds, and each ratio the median of its per-round
-ratios (figures of the same round, measured minutes apart).
+percent from minute to minute, so the figures a ratio compares are measured back to
+back (`bench_report.COMPARED`; an app's variants run side by side, idle but for the
+one under load), every other round in the opposite order, and the whole pass runs
+`--rounds` times (3): each figure is the median of its rounds, and each ratio the
+median of its per-round ratios.
 
 Results: a table on stdout, bench/results/results.json and bench/results/results.png,
 with the CPU model and count. These are figures, not pass marks: nothing here fails
@@ -33,12 +35,12 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench_report import ratios, render_chart, table
+from bench_report import COMPARED, TITANIC_1, ratios, render_chart, table
 
 PASSENGER = {
     "PassengerId": 892,
@@ -123,7 +125,7 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("framework ceiling (/health_check/load_balancer)", "titanic", "/health_check/load_balancer"),
-    Scenario("titanic, 1 passenger", "titanic", "/predict_survival_by_passengers", [PASSENGER]),
+    Scenario(TITANIC_1, "titanic", "/predict_survival_by_passengers", [PASSENGER]),
     Scenario("titanic, batch of 100", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 100),
     Scenario("titanic, batch of 1000", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 1000),
     Scenario("titanic, v2 infer, 1 row", "titanic", "/v2/models/titanic/infer", V2_PASSENGER),
@@ -316,7 +318,16 @@ def run(
     passes = []
     for number in range(1, rounds + 1):
         print(f"round {number} of {rounds}", flush=True)
-        passes.append(measure_once(pexes, duration=duration, warmup=warmup, scenarios=scenarios, full=full))
+        passes.append(
+            measure_once(
+                pexes,
+                duration=duration,
+                warmup=warmup,
+                scenarios=scenarios,
+                full=full,
+                backwards=number % 2 == 0,
+            )
+        )
     return {
         "machine": machine(),
         "duration_seconds": duration,
@@ -348,44 +359,82 @@ def median_of(rounds: list[Measurement]) -> Measurement:
     )
 
 
+Job = tuple[Scenario, int, bool, int]  # scenario, workers, micro-batching, concurrency
+
+
+def schedule(scenarios: list[Scenario], variants: list[tuple[int, bool]]) -> list[Job]:
+    """One app's measurements in order: each group of `COMPARED` figures back to back, then the rest.
+
+    Every scenario runs on 1 worker with batching at concurrency 1 and 16; with 2 workers at 16;
+    batching off only for the single passenger at 1 (the batching-cost comparison).
+    """
+    jobs: list[Job] = []
+    for workers, batching in variants:
+        for scenario in scenarios:
+            if not batching and scenario.name != TITANIC_1:
+                continue
+            levels = [1, 16] if (workers, batching) == (1, True) else [16] if batching else [1]
+            jobs += [(scenario, workers, batching, concurrency) for concurrency in levels]
+    paired = [key for group in COMPARED for key in group]
+
+    def position(job: Job) -> int:
+        scenario, workers, batching, concurrency = job
+        key = (scenario.name, workers, concurrency, batching)
+        return paired.index(key) if key in paired else len(paired)
+
+    return sorted(jobs, key=position)  # stable: the rest keep their order
+
+
 def measure_once(
-    pexes: Path, *, duration: float, warmup: float, scenarios: list[Scenario], full: bool
+    pexes: Path,
+    *,
+    duration: float,
+    warmup: float,
+    scenarios: list[Scenario],
+    full: bool,
+    backwards: bool = False,
 ) -> tuple[dict[str, float], list[Measurement]]:
-    """One pass over every app, variant and scenario: (start-up seconds per app, measurements)."""
+    """One pass over every app, variant and scenario: (start-up seconds per app, measurements).
+
+    An app's variants (workers, batching on/off) all run at once, idle but for the one being
+    measured, so that compared figures can be measured back to back. `backwards` runs each app's
+    schedule in reverse (alternate rounds do), so neither side of a pair always goes first.
+    """
     results: list[Measurement] = []
     startup: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         for app in dict.fromkeys(scenario.app for scenario in scenarios):
-            mine = [scenario for scenario in scenarios if scenario.app == app]
             pex = pexes / APPS[app]
             with running(pex, 1, True, scratch):
                 pass  # a PEX's first start builds its venv; start-up is timed on the next
             variants = [(1, True), (2, True), (1, False)] if full else [(1, True)]
-            for workers, batching in variants:
-                if app == "baseline" and not batching:
-                    continue
-                with running(pex, workers, batching, scratch) as (url, process, ready_after):
-                    if workers == 1 and batching:
-                        startup[app] = round(ready_after, 2)
-                    for scenario in mine:
-                        levels = [1, 16] if workers == 1 and batching else [16] if batching else [1]
-                        if not batching and scenario.name != "titanic, 1 passenger":
-                            continue
-                        for concurrency in levels:
-                            results.append(
-                                measure(
-                                    scenario,
-                                    url,
-                                    process,
-                                    workers=workers,
-                                    concurrency=concurrency,
-                                    micro_batching=batching,
-                                    warmup=warmup,
-                                    duration=duration,
-                                    scratch=scratch,
-                                )
-                            )
+            if app == "baseline":
+                variants = [variant for variant in variants if variant[1]]
+            jobs = schedule([scenario for scenario in scenarios if scenario.app == app], variants)
+            with ExitStack() as servers:
+                started = {}
+                for workers, batching in variants:  # one at a time: start-up is timed alone
+                    started[workers, batching] = servers.enter_context(
+                        running(pex, workers, batching, scratch)
+                    )
+                startup[app] = round(started[1, True][2], 2)
+                measured = {}
+                for job in reversed(jobs) if backwards else jobs:
+                    scenario, workers, batching, concurrency = job
+                    url, process, _ = started[workers, batching]
+                    measured[job] = measure(
+                        scenario,
+                        url,
+                        process,
+                        workers=workers,
+                        concurrency=concurrency,
+                        micro_batching=batching,
+                        warmup=warmup,
+                        duration=duration,
+                        scratch=scratch,
+                    )
+                results += [measured[job] for job in jobs]
     return startup, results
 
 

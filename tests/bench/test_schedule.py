@@ -1,0 +1,31 @@
+"""The harness's measuring order: the figures each ratio compares back to back, each figure once."""
+
+import benchmark
+from bench_report import COMPARED, TITANIC_1
+from benchmark import SCENARIOS
+
+FULL = [(1, True), (2, True), (1, False)]
+
+
+def keys(jobs: list[benchmark.Job]) -> list[tuple[str, int, int, bool]]:
+    return [
+        (scenario.name, workers, concurrency, batching) for scenario, workers, batching, concurrency in jobs
+    ]
+
+
+def test_each_compared_group_is_measured_back_to_back() -> None:
+    order = keys(benchmark.schedule([s for s in SCENARIOS if s.app == "titanic"], FULL))
+    for group in COMPARED:
+        first = order.index(group[0])
+        assert order[first : first + len(group)] == group
+
+
+def test_every_figure_is_measured_once_whatever_the_order() -> None:
+    titanic = [s for s in SCENARIOS if s.app == "titanic"]
+    order = keys(benchmark.schedule(titanic, FULL))
+    expected = (
+        [(s.name, 1, concurrency, True) for s in titanic for concurrency in (1, 16)]
+        + [(s.name, 2, 16, True) for s in titanic]
+        + [(TITANIC_1, 1, 1, False)]
+    )
+    assert sorted(order) == sorted(expected)
