@@ -419,11 +419,11 @@ def measure_once(
                         running(pex, workers, batching, scratch)
                     )
                 startup[app] = round(started[1, True][2], 2)
-                measured = {}
-                for job in reversed(jobs) if backwards else jobs:
-                    scenario, workers, batching, concurrency = job
+                measured: dict[int, Measurement] = {}
+                for index in reversed(range(len(jobs))) if backwards else range(len(jobs)):
+                    scenario, workers, batching, concurrency = jobs[index]
                     url, process, _ = started[workers, batching]
-                    measured[job] = measure(
+                    measured[index] = measure(
                         scenario,
                         url,
                         process,
@@ -434,7 +434,7 @@ def measure_once(
                         duration=duration,
                         scratch=scratch,
                     )
-                results += [measured[job] for job in jobs]
+                results += [measured[index] for index in range(len(jobs))]
     return startup, results
 
 
