@@ -32,6 +32,7 @@ from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.memory import keep_large_allocations_on_the_heap
 from modelserving.middleware import RequestContextMiddleware
+from modelserving.protocol import requests_answering
 from modelserving.service import ModelService, Runtime
 from modelserving.settings import Settings, load_settings
 from modelserving.v2 import add_v2_routes, prediction_list_field
@@ -203,7 +204,11 @@ def _predictor(
         return unbatched
     field, _ = prediction_list_field(service.response_type)
     batcher = MicroBatcher(
-        run, field, max_rows=config.max_batch_size, max_wait=config.batch_wait_microseconds / 1e6
+        run,
+        field,
+        max_rows=config.max_batch_size,
+        max_wait=config.batch_wait_microseconds / 1e6,
+        alone=lambda: requests_answering() <= 1,
     )
     return batcher.predict
 

@@ -1,15 +1,16 @@
 """Adaptive micro-batching: concurrent predictions for one model become one predict call.
 
-A request never waits for a timer by default. Each request queues its rows and
-yields for one turn of the event loop, in which every request already parsed
-queues too; the first to resume predicts them all in one call, up to `max_rows`
-rows, and the others find their results set. A lone client's request is
-predicted after that one turn (no timer); under load, requests that arrived
-while the last batch ran form the next one: the busier the server, the bigger the
-batches, and the model's fixed per-call cost (input checks, array set-up) is paid
-once per batch instead of once per request. This is Triton's dynamic batcher with
-no queue delay, or MLServer's adaptive batching with a zero timeout; `max_wait` > 0
-holds the flush that long to gather more.
+A request never waits for a timer by default. A request that is the only one the
+process is answering (`alone()`) is predicted at once: nothing could join it.
+Otherwise it queues its rows and yields for one turn of the event loop, in which
+every request already parsed queues too; the first to resume predicts them all
+in one call, up to `max_rows` rows, and the others find their results set. Under
+load, requests that arrived while the last batch ran form the next one: the
+busier the server, the bigger the batches, and the model's fixed per-call cost
+(input checks, array set-up) is paid once per batch instead of once per request.
+This is Triton's dynamic batcher with no queue delay, or MLServer's adaptive
+batching with a zero timeout; `max_wait` > 0 holds the flush that long to gather
+more (and then a lone request waits too).
 
 Predict calls run on the event loop itself: inference is CPU-bound and holds the
 GIL, so a thread hop would add latency without adding throughput in one worker.
@@ -38,8 +39,10 @@ class MicroBatcher:
         *,
         max_rows: int,
         max_wait: float = 0.0,
+        alone: Callable[[], bool] = lambda: False,
     ) -> None:
         self._predict_rows = predict_rows
+        self._alone = alone
         self._field = predictions_field
         self._max_rows = max_rows
         self._max_wait = max_wait
@@ -48,6 +51,8 @@ class MicroBatcher:
         self._flush_scheduled = False
 
     async def predict(self, rows: Sequence[Any]) -> BaseModel:
+        if self._max_wait <= 0 and not self._queue and self._alone():
+            return self._predict_rows(list(rows))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BaseModel] = loop.create_future()
         self._queue.append((rows, future))

@@ -1,4 +1,5 @@
-"""uvicorn's httptools HTTP protocol, with a deadline for each request's headers.
+"""uvicorn's httptools HTTP protocol, with a deadline for each request's headers and a count
+of the requests the process is answering.
 
 uvicorn closes idle keep-alive connections, but not one whose client sends its
 request headers a byte at a time ("slowloris"): each such connection is held
@@ -7,6 +8,11 @@ file descriptors. Here every request gets `HEADER_TIMEOUT_SECONDS` to finish its
 headers, counted from the connection (or from its first byte, on a reused
 connection); then the connection is closed. Other clients are served meanwhile,
 as ever. (Body uploads are bounded by `MAX_BODY_BYTES`, not by time.)
+
+`requests_answering()` counts, across connections, requests whose headers have
+arrived and whose response has not finished, including those not yet running:
+the micro-batcher predicts a request at once when it is the only one, since no
+other could join its batch. (Outside this server, e.g. under a test client, it is 0.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from functools import cache
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelserving.settings import load_settings
+
+_answering = 0
+
+
+def requests_answering() -> int:
+    """Requests this process has read the headers of and not finished answering."""
+    return _answering
 
 
 @cache
@@ -29,6 +42,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol; `uvicorn.run(..., http=HeaderDeadlineProtocol)`."""
 
     _header_deadline: asyncio.TimerHandle | None = None
+    _answering_here = 0  # this connection's share of `requests_answering()` (pipelining: several)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -41,11 +55,23 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._count(1)
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        if self._answering_here:  # not already uncounted by connection_lost
+            self._count(-1)
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._count(-self._answering_here)  # requests the client left before their response ended
         super().connection_lost(exc)
+
+    def _count(self, change: int) -> None:
+        global _answering
+        self._answering_here += change
+        _answering += change
 
     def _arm(self) -> None:
         self._header_deadline = self.loop.call_later(header_timeout(), self._headers_too_slow)

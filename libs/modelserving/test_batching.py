@@ -43,6 +43,23 @@ def test_a_lone_request_is_predicted_at_once_in_one_call() -> None:
     assert model.calls == [2]
 
 
+@pytest.mark.parametrize(
+    ("alone", "max_wait", "calls"), [(True, 0.0, [2, 2]), (False, 0.0, [4]), (True, 0.01, [4])]
+)
+def test_a_request_alone_in_the_process_skips_the_loop_turn_unless_batches_are_held_open(
+    alone: bool, max_wait: float, calls: list[int]
+) -> None:
+    """Two requests started together: when each is told it is alone, neither waits for the other."""
+    model = Model()
+    batcher = MicroBatcher(model, "predictions", max_rows=100, max_wait=max_wait, alone=lambda: alone)
+
+    async def scenario() -> list[BaseModel]:
+        return list(await asyncio.gather(batcher.predict([1, 2]), batcher.predict([3, 4])))
+
+    assert [predictions(r) for r in asyncio.run(scenario())] == [[2, 4], [6, 8]]
+    assert model.calls == calls
+
+
 def test_concurrent_requests_share_calls_and_each_gets_its_own_rows() -> None:
     model = Model()
     batcher = MicroBatcher(model, "predictions", max_rows=1000)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -88,3 +89,33 @@ def test_metrics_add_up_across_workers() -> None:
             text = httpx.get(f"{url}/metrics").text
             rows = [line for line in text.splitlines() if line.startswith("model_predictions_total{")]
             assert len(rows) == 1 and float(rows[0].split()[-1]) == 10.0, text
+
+
+def test_concurrent_requests_share_predict_calls() -> None:
+    """Over a real server (whose protocol counts the requests being answered), requests that are
+    in flight together are batched; a lone request skips the batcher's wait (test_batching.py)."""
+
+    def batches(url: str) -> tuple[float, float]:
+        """(predict calls, rows predicted) so far; no line before the first prediction."""
+        text = httpx.get(f"{url}/metrics").text
+        figures = dict(line.split(" ") for line in text.splitlines() if line.startswith("model_batch_size_"))
+        count, total = (
+            figures.get(f'model_batch_size_{name}{{model="titanic"}}', "0") for name in ("count", "sum")
+        )
+        return float(count), float(total)
+
+    passenger = [SERVICE.examples[0].model_dump()]
+    with running_server("titanic.main", LOG_LEVEL="WARNING") as (_, url):
+
+        def post_ten(_: int) -> list[int]:
+            with httpx.Client() as client:
+                path = f"{url}/predict_survival_by_passengers"
+                return [client.post(path, json=passenger).status_code for _ in range(10)]
+
+        calls_before, rows_before = batches(url)
+        with ThreadPoolExecutor(16) as pool:
+            statuses = [status for ten in pool.map(post_ten, range(16)) for status in ten]
+        calls_after, rows_after = batches(url)
+    assert statuses == [200] * 160
+    assert rows_after - rows_before == 160
+    assert calls_after - calls_before < 160, "no request shared a predict call"

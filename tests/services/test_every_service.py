@@ -79,24 +79,41 @@ def as_predictions(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def columns_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as v2 inputs, one per field (BYTES for strings)."""
+
+    def datatype(value: Any) -> str:
+        return "BYTES" if isinstance(value, str) else ("INT64" if isinstance(value, int) else "FP64")
+
+    return [
+        {"name": name, "shape": [len(rows)], "datatype": datatype(value), "data": [row[name] for row in rows]}
+        for name, value in rows[0].items()
+    ]
+
+
 def test_v2_columns_predict_what_the_typed_route_predicts(
     served: tuple[ModelService[Any, Any], TestClient]
 ) -> None:
     service, client = served
     rows = example_rows(service)
-    declared = {item["name"]: item for item in client.get(f"/v2/models/{service.name}").json()["inputs"]}
-    datatypes = {
-        name: "BYTES"
-        if isinstance(rows[0][name], str)
-        else ("INT64" if isinstance(rows[0][name], int) else "FP64")
-        for name in rows[0]
-    }
-    inputs = [
-        {"name": name, "shape": [len(rows)], "datatype": datatypes[name], "data": [row[name] for row in rows]}
-        for name in rows[0]
-        if name in declared or service.v2_tensor_input
-    ]
-    assert as_predictions(v2_infer(client, service, inputs)) == typed_outputs(service, client, rows)
+    assert as_predictions(v2_infer(client, service, columns_of(rows))) == typed_outputs(service, client, rows)
+
+
+def test_a_missing_or_uneven_column_is_a_400_naming_it(
+    served: tuple[ModelService[Any, Any], TestClient]
+) -> None:
+    service, client = served
+    rows = example_rows(service)
+    inputs = columns_of(rows)
+    required = next(item for item in inputs if service.item_type.model_fields[item["name"]].is_required())
+    longer = {**required, "shape": [len(rows) + 1], "data": [*required["data"], required["data"][0]]}
+    for changed, mention in [
+        ([item for item in inputs if item is not required], f"input '{required['name']}' is required"),
+        ([longer if item is required else item for item in inputs], "must all have the same number of rows"),
+    ]:
+        response = client.post(f"/v2/models/{service.name}/infer", json={"inputs": changed})
+        assert response.status_code == 400
+        assert mention in response.json()["error"]
 
 
 def test_v2_tensor_predicts_what_the_typed_route_predicts(
