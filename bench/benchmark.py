@@ -9,11 +9,12 @@ access logs on (to a file, as a container's stdout would be collected). The load
 comes from `wrk` (Debian's package) on loopback, with a Lua script for the body and
 for the figures. Every scenario has a warm-up, then a fixed duration; the harness
 stops everything it started. This machine is a VM whose speed drifts by tens of
-percent from minute to minute, so the figures a ratio compares are measured back to
-back (`bench_report.COMPARED`; an app's variants run side by side, idle but for the
-one under load), every other round in the opposite order, and the whole pass runs
-`--rounds` times (3): each figure is the median of its rounds, and each ratio the
-median of its per-round ratios.
+percent within seconds, so the figures a ratio compares are measured together
+(`bench_report.COMPARED`; an app's variants run side by side, idle but for the one
+under load): in one-second slices taken in turn. Every figure is measured in such
+slices (p50: the median of its slices'; p99: the highest), every other round in the
+opposite order, and the whole pass runs `--rounds` times (3): each figure is the
+median of its rounds, and each ratio the median of its per-round ratios.
 
 Results: a table on stdout, bench/results/results.json and bench/results/results.png,
 with the CPU model and count. These are figures, not pass marks: nothing here fails
@@ -254,40 +255,53 @@ def wrk(
     return result
 
 
-def measure(
-    scenario: Scenario,
-    url: str,
-    process: subprocess.Popen[bytes],
+def measure_together(
+    jobs: list[Job],
+    servers: dict[tuple[int, bool], tuple[str, subprocess.Popen[bytes], float]],
     *,
-    workers: int,
-    concurrency: int,
-    micro_batching: bool,
     warmup: float,
     duration: float,
     scratch: Path,
-) -> Measurement:
-    wrk(url, scenario, concurrency, warmup, scratch, pinned(workers))
-    figures = wrk(url, scenario, concurrency, duration, scratch, pinned(workers))
-    measured = Measurement(
-        scenario=scenario.name,
-        app=scenario.app,
-        workers=workers,
-        concurrency=concurrency,
-        micro_batching=micro_batching,
-        requests_per_second=round(figures["requests"] / (figures["duration_us"] / 1e6), 1),
-        p50_ms=figures["p50_us"] / 1000,
-        p99_ms=figures["p99_us"] / 1000,
-        errors=figures["errors"],
-        non_2xx=figures["non_2xx"],
-        worker_rss_mb=worker_rss_mb(process),
-    )
-    print(
-        f"  {measured.scenario:<50} w{workers} c{concurrency:<3}{'' if micro_batching else ' unbatched'}"
-        f" {measured.requests_per_second:>9.1f} req/s"
-        f"  p50 {measured.p50_ms:7.2f} ms  p99 {measured.p99_ms:7.2f} ms"
-        f"  errors {measured.errors + measured.non_2xx}",
-        flush=True,
-    )
+) -> list[Measurement]:
+    """`jobs`, each warmed up, then measured in one-second slices taken in turn (the order reversed
+    every other slice), so that a slow spell of the VM falls on all of them alike.
+
+    Throughput counts every slice's requests; p50 is the median of the slices' p50s and p99
+    the highest of their p99s (wrk reports percentiles per run, not a pooled histogram).
+    """
+    for scenario, workers, batching, concurrency in jobs:
+        wrk(servers[workers, batching][0], scenario, concurrency, warmup, scratch, pinned(workers))
+    slices: list[list[dict[str, int]]] = [[] for _ in jobs]
+    for number in range(max(1, round(duration))):
+        for index in range(len(jobs)) if number % 2 == 0 else reversed(range(len(jobs))):
+            scenario, workers, batching, concurrency = jobs[index]
+            url = servers[workers, batching][0]
+            slices[index].append(wrk(url, scenario, concurrency, 1, scratch, pinned(workers)))
+    measured = []
+    for (scenario, workers, batching, concurrency), figures in zip(jobs, slices, strict=True):
+        requests = sum(one["requests"] for one in figures)
+        seconds = sum(one["duration_us"] for one in figures) / 1e6
+        measurement = Measurement(
+            scenario=scenario.name,
+            app=scenario.app,
+            workers=workers,
+            concurrency=concurrency,
+            micro_batching=batching,
+            requests_per_second=round(requests / seconds, 1),
+            p50_ms=statistics.median(one["p50_us"] for one in figures) / 1000,
+            p99_ms=max(one["p99_us"] for one in figures) / 1000,
+            errors=sum(one["errors"] for one in figures),
+            non_2xx=sum(one["non_2xx"] for one in figures),
+            worker_rss_mb=worker_rss_mb(servers[workers, batching][1]),
+        )
+        print(
+            f"  {scenario.name:<50} w{workers} c{concurrency:<3}{'' if batching else ' unbatched'}"
+            f" {measurement.requests_per_second:>9.1f} req/s"
+            f"  p50 {measurement.p50_ms:7.2f} ms  p99 {measurement.p99_ms:7.2f} ms"
+            f"  errors {measurement.errors + measurement.non_2xx}",
+            flush=True,
+        )
+        measured.append(measurement)
     return measured
 
 
@@ -385,6 +399,21 @@ def schedule(scenarios: list[Scenario], variants: list[tuple[int, bool]]) -> lis
     return sorted(jobs, key=position)  # stable: the rest keep their order
 
 
+def together(jobs: list[Job]) -> list[list[int]]:
+    """Positions in `jobs` (as `schedule` orders them) measured together: each group of `COMPARED`
+    figures, and every other figure on its own."""
+    keys = [
+        (scenario.name, workers, concurrency, batching) for scenario, workers, batching, concurrency in jobs
+    ]
+    steps: list[list[int]] = []
+    start = 0
+    while start < len(jobs):
+        width = next((len(group) for group in COMPARED if keys[start : start + len(group)] == group), 1)
+        steps.append(list(range(start, start + width)))
+        start += width
+    return steps
+
+
 def measure_once(
     pexes: Path,
     *,
@@ -397,7 +426,7 @@ def measure_once(
     """One pass over every app, variant and scenario: (start-up seconds per app, measurements).
 
     An app's variants (workers, batching on/off) all run at once, idle but for the one being
-    measured, so that compared figures can be measured back to back. `backwards` runs each app's
+    measured, so that compared figures can be measured together. `backwards` runs each app's
     schedule in reverse (alternate rounds do), so neither side of a pair always goes first.
     """
     results: list[Measurement] = []
@@ -420,20 +449,16 @@ def measure_once(
                     )
                 startup[app] = round(started[1, True][2], 2)
                 measured: dict[int, Measurement] = {}
-                for index in reversed(range(len(jobs))) if backwards else range(len(jobs)):
-                    scenario, workers, batching, concurrency = jobs[index]
-                    url, process, _ = started[workers, batching]
-                    measured[index] = measure(
-                        scenario,
-                        url,
-                        process,
-                        workers=workers,
-                        concurrency=concurrency,
-                        micro_batching=batching,
+                for step in together(jobs)[::-1] if backwards else together(jobs):
+                    order = step[::-1] if backwards else step
+                    figures = measure_together(
+                        [jobs[index] for index in order],
+                        started,
                         warmup=warmup,
                         duration=duration,
                         scratch=scratch,
                     )
+                    measured.update(zip(order, figures, strict=True))
                 results += [measured[index] for index in range(len(jobs))]
     return startup, results
 

@@ -13,11 +13,11 @@ def keys(jobs: list[benchmark.Job]) -> list[tuple[str, int, int, bool]]:
     ]
 
 
-def test_each_compared_group_is_measured_back_to_back() -> None:
-    order = keys(benchmark.schedule([s for s in SCENARIOS if s.app == "titanic"], FULL))
-    for group in COMPARED:
-        first = order.index(group[0])
-        assert order[first : first + len(group)] == group
+def test_each_compared_group_is_measured_together_and_every_other_figure_alone() -> None:
+    jobs = benchmark.schedule([s for s in SCENARIOS if s.app == "titanic"], FULL)
+    steps = [keys([jobs[index] for index in step]) for step in benchmark.together(jobs)]
+    assert [step for step in steps if len(step) > 1] == COMPARED
+    assert sum(map(len, steps)) == len(jobs)
 
 
 def test_every_figure_is_measured_once_whatever_the_order() -> None:
