@@ -13,7 +13,7 @@ BASELINE = "baseline (seed style), 1 passenger"
 V2_1 = "titanic, v2 infer, 1 row"
 
 # Figures a ratio divides, as (scenario, workers, concurrency, micro-batching): the harness
-# measures each group back to back, so that the VM's drift between them is seconds, not minutes.
+# measures each group together, in one-second slices taken in turn, so the VM's drift falls on all alike.
 COMPARED = [
     [(CEILING, 1, 16, True), (TITANIC_1, 1, 16, True), (V2_1, 1, 16, True)],
     [(TITANIC_1, 1, 1, True), (TITANIC_1, 1, 1, False)],
@@ -53,7 +53,7 @@ def per_round(result: dict[str, Any], figure: str) -> list[float]:
 def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each target of issue #7, computed from this run only, with whether it is met.
 
-    A ratio pairs figures measured in the same round, back to back (`COMPARED`), and reports
+    A ratio pairs figures measured in the same round, measured together (`COMPARED`), and reports
     the median over rounds, so the VM's drift cancels out of it.
     """
 

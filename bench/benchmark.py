@@ -377,7 +377,7 @@ Job = tuple[Scenario, int, bool, int]  # scenario, workers, micro-batching, conc
 
 
 def schedule(scenarios: list[Scenario], variants: list[tuple[int, bool]]) -> list[Job]:
-    """One app's measurements in order: each group of `COMPARED` figures back to back, then the rest.
+    """One app's measurements in order: each group of `COMPARED` figures together, then the rest.
 
     Every scenario runs on 1 worker with batching at concurrency 1 and 16; with 2 workers at 16;
     batching off only for the single passenger at 1 (the batching-cost comparison).

@@ -1,4 +1,4 @@
-"""The harness's measuring order: the figures each ratio compares back to back, each figure once."""
+"""The harness's measuring order: the figures each ratio compares together, each figure once."""
 
 import benchmark
 from bench_report import COMPARED, TITANIC_1
