@@ -376,8 +376,15 @@ def median_of(rounds: list[Measurement]) -> Measurement:
 Job = tuple[Scenario, int, bool, int]  # scenario, workers, micro-batching, concurrency
 
 
-def schedule(scenarios: list[Scenario], variants: list[tuple[int, bool]]) -> list[Job]:
-    """One app's measurements in order: each group of `COMPARED` figures together, then the rest.
+def key(job: Job) -> tuple[str, int, int, bool]:
+    """A job as `COMPARED` names it: (scenario, workers, concurrency, micro-batching)."""
+    scenario, workers, batching, concurrency = job
+    return scenario.name, workers, concurrency, batching
+
+
+def schedule(scenarios: list[Scenario], variants: list[tuple[int, bool]]) -> list[list[Job]]:
+    """One app's measurements, in steps each measured together: every group of `COMPARED` figures
+    the app has, then every other figure on its own.
 
     Every scenario runs on 1 worker with batching at concurrency 1 and 16; with 2 workers at 16;
     batching off only for the single passenger at 1 (the batching-cost comparison).
@@ -389,29 +396,10 @@ def schedule(scenarios: list[Scenario], variants: list[tuple[int, bool]]) -> lis
                 continue
             levels = [1, 16] if (workers, batching) == (1, True) else [16] if batching else [1]
             jobs += [(scenario, workers, batching, concurrency) for concurrency in levels]
-    paired = [key for group in COMPARED for key in group]
-
-    def position(job: Job) -> int:
-        scenario, workers, batching, concurrency = job
-        key = (scenario.name, workers, concurrency, batching)
-        return paired.index(key) if key in paired else len(paired)
-
-    return sorted(jobs, key=position)  # stable: the rest keep their order
-
-
-def together(jobs: list[Job]) -> list[list[int]]:
-    """Positions in `jobs` (as `schedule` orders them) measured together: each group of `COMPARED`
-    figures, and every other figure on its own."""
-    keys = [
-        (scenario.name, workers, concurrency, batching) for scenario, workers, batching, concurrency in jobs
-    ]
-    steps: list[list[int]] = []
-    start = 0
-    while start < len(jobs):
-        width = next((len(group) for group in COMPARED if keys[start : start + len(group)] == group), 1)
-        steps.append(list(range(start, start + width)))
-        start += width
-    return steps
+    by_key = {key(job): job for job in jobs}
+    groups = [[by_key[name] for name in group] for group in COMPARED if all(name in by_key for name in group)]
+    grouped = {key(job) for group in groups for job in group}
+    return groups + [[job] for job in jobs if key(job) not in grouped]
 
 
 def measure_once(
@@ -440,7 +428,7 @@ def measure_once(
             variants = [(1, True), (2, True), (1, False)] if full else [(1, True)]
             if app == "baseline":
                 variants = [variant for variant in variants if variant[1]]
-            jobs = schedule([scenario for scenario in scenarios if scenario.app == app], variants)
+            steps = schedule([scenario for scenario in scenarios if scenario.app == app], variants)
             with ExitStack() as servers:
                 started = {}
                 for workers, batching in variants:  # one at a time: start-up is timed alone
@@ -448,18 +436,14 @@ def measure_once(
                         running(pex, workers, batching, scratch)
                     )
                 startup[app] = round(started[1, True][2], 2)
-                measured: dict[int, Measurement] = {}
-                for step in together(jobs)[::-1] if backwards else together(jobs):
-                    order = step[::-1] if backwards else step
+                measured: list[list[Measurement]] = [[] for _ in steps]
+                for index in reversed(range(len(steps))) if backwards else range(len(steps)):
+                    step = steps[index][::-1] if backwards else steps[index]
                     figures = measure_together(
-                        [jobs[index] for index in order],
-                        started,
-                        warmup=warmup,
-                        duration=duration,
-                        scratch=scratch,
+                        step, started, warmup=warmup, duration=duration, scratch=scratch
                     )
-                    measured.update(zip(order, figures, strict=True))
-                results += [measured[index] for index in range(len(jobs))]
+                    measured[index] = figures[::-1] if backwards else figures
+                results += [figure for step_figures in measured for figure in step_figures]
     return startup, results
 
 
