@@ -16,7 +16,7 @@ SMOKE = [s for s in SCENARIOS if s.name.startswith(("framework ceiling", "titani
 
 
 def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) -> None:
-    assert shutil.which("wrk"), "wrk not found: install Debian's wrk package (.ci/run does)"
+    assert shutil.which("wrk"), "wrk not found: ./pants test installs it (3rdparty/system/tools.txt)"
     assert len(SMOKE) == 3
     report = benchmark.run(Path.cwd(), duration=3, warmup=1, scenarios=SMOKE, full=False, rounds=2)
     benchmark.write(report, tmp_path)

@@ -2,7 +2,7 @@
 
 A person opens /docs, sees every operation, tries the prediction route with its example and gets
 predictions; nothing the page loads may come from outside the machine (as in an air-gapped
-cluster). Chromium is Debian's (`apt-get install chromium`, which .ci/run does), driven by
+cluster). Chromium is Debian's (./pants test installs it: 3rdparty/system/tools.txt), driven by
 Playwright without Playwright's own browser download. A screenshot of /docs is written under
 Pants' `extra-output/` (copied to dist/test/), $TEST_OUTPUT_DIR or dist/test-output/.
 """
@@ -62,7 +62,7 @@ def chromium_flags() -> list[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does it)")
+        pytest.fail(f"{CHROMIUM} is missing: ./pants test installs it (3rdparty/system/tools.txt)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags())
         yield launched

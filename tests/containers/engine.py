@@ -15,9 +15,9 @@ def docker_client() -> str:
         (p for p in ("/usr/local/bin/docker", "/usr/bin/docker") if Path(p).exists()), None
     )
     if not found:
-        pytest.fail("no docker client: install Debian's docker.io and run .ci/start-docker", pytrace=False)
+        pytest.fail("no docker client: ./pants test installs it (3rdparty/system/tools.txt)", pytrace=False)
     if subprocess.run([found, "info"], capture_output=True).returncode != 0:
-        pytest.fail("no Docker engine answers: run .ci/start-docker (as root)", pytrace=False)
+        pytest.fail("no Docker engine answers: ./pants test starts one (3rdparty/system/provision)", pytrace=False)
     return found
 
 
