@@ -4,10 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
 
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
+from modelserving.testing import assert_same_predictions
 from modelserving.training import Dataset, save_and_report, table_bytes, training_arguments
 
 
@@ -105,3 +108,15 @@ def test_cross_validated_scores_with_the_named_scorer() -> None:
     always_zero = DummyClassifier(strategy="constant", constant=0)
     accuracy = data.cross_validated(always_zero, scoring="accuracy", folds=5, seed=0, stratify=True)
     assert accuracy == pytest.approx(0.5)
+
+
+def test_retraining_check_admits_rounding_and_catches_a_changed_hyperparameter() -> None:
+    flowers = load_iris()
+    fitted = LogisticRegression(C=1.0, max_iter=1000).fit(flowers.data, flowers.target)
+    probabilities = fitted.predict_proba(flowers.data)
+    assert_same_predictions(probabilities * (1 + 1e-9), probabilities)  # another CPU's last bits
+    changed = LogisticRegression(C=1.1, max_iter=1000).fit(flowers.data, flowers.target)
+    with pytest.raises(AssertionError):
+        assert_same_predictions(changed.predict_proba(flowers.data), probabilities)
+    with pytest.raises(AssertionError):  # labels and tree structure: exactly
+        assert_same_predictions(np.array([0, 1, 2]), np.array([0, 1, 1]))

@@ -11,7 +11,7 @@ from diabetes.features import build_regressor, fitted_booster, load_training_dat
 from diabetes.main import SERVICE
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
-from modelserving.testing import retrained_and_committed
+from modelserving.testing import assert_same_predictions, retrained_and_committed
 
 MIN_HELD_OUT_R2 = 0.40
 
@@ -51,5 +51,6 @@ def test_committed_model_card_names_the_training_data() -> None:
 def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: Path) -> None:
     retrained, committed = retrained_and_committed(train.main, SERVICE, tmp_path)
     patients = load_training_data().features
-    retrained_predictions = predict_progression(retrained.estimator, patients)
-    assert (retrained_predictions == predict_progression(committed.estimator, patients)).all()
+    assert_same_predictions(
+        predict_progression(retrained.estimator, patients), predict_progression(committed.estimator, patients)
+    )

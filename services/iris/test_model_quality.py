@@ -11,7 +11,7 @@ from iris.features import load_training_data
 from iris.main import SERVICE
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
-from modelserving.testing import retrained_and_committed
+from modelserving.testing import assert_same_predictions, retrained_and_committed
 
 MIN_HELD_OUT_ACCURACY = 0.93
 
@@ -39,4 +39,4 @@ def test_committed_model_card_names_the_training_data() -> None:
 def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: Path) -> None:
     retrained, committed = retrained_and_committed(train.main, SERVICE, tmp_path)
     flowers = load_training_data().features
-    assert (retrained.estimator.predict_proba(flowers) == committed.estimator.predict_proba(flowers)).all()
+    assert_same_predictions(retrained.estimator.predict_proba(flowers), committed.estimator.predict_proba(flowers))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
-from modelserving.testing import retrained_and_committed
+from modelserving.testing import assert_same_predictions, retrained_and_committed
 from titanic import train
 from titanic.features import build_pipeline, cross_validated_accuracy, load_training_data
 from titanic.main import MODEL_DIR, SERVICE, prepare
@@ -38,7 +38,7 @@ def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: 
     retrained, committed = retrained_and_committed(train.main, SERVICE, tmp_path)
     assert retrained.estimator.keys() == committed.estimator.keys()
     for name, array in committed.estimator.items():
-        assert np.array_equal(retrained.estimator[name], array), name
+        assert_same_predictions(retrained.estimator[name], array, what=name)
 
 
 def test_served_scores_equal_the_pipelines_on_every_training_passenger() -> None:
