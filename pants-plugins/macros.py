@@ -14,6 +14,9 @@ def model_service(name, data=True, test_timeout=600, **kwargs):
     :train  `./pants run services/<name>:train` -> retrains into services/<name>/model/
     :image  `./pants package services/<name>:image` -> container image modelserving-<name>,
             FROM the hardened base (base-image:base), tagged with the git revision
+    :sbom   the image's SBOM (CycloneDX JSON: Debian packages and Python distributions, with
+            versions and sha256), in the image at /usr/share/sbom/modelserving-<name>.cdx.json;
+            `./pants export-codegen services/<name>:sbom` writes it to dist/codegen/
     """
     resources(name="model", sources=["model/*"])
     if data:
@@ -35,10 +38,25 @@ def model_service(name, data=True, test_timeout=600, **kwargs):
         restartable=True,
     )
     pex_binary(name="train", entry_point=f"{name}.train:main", dependencies=[":lib"])
+    adhoc_tool(
+        name="sbom",
+        runnable="tools/sbom:sbom",
+        args=[
+            "--rootfs", "base-image/rootfs.tar",
+            "--pex", f"services.{name}/serve.pex",
+            "--wheels", "3rdparty/python/wheels.txt",
+            "--image", f"modelserving-{name}",
+            "--output", f"services/{name}/sbom.cdx.json",
+        ],
+        execution_dependencies=[":serve", "base-image:rootfs", "3rdparty/python:wheels"],
+        output_files=[f"services/{name}/sbom.cdx.json"],
+        workdir="/",
+        timeout=120,
+    )
     docker_image(
         name="image",
         instructions=service_image_instructions(name),
-        dependencies=[":serve", "base-image:base"],
+        dependencies=[":serve", ":sbom", "base-image:base"],
         repository=f"modelserving-{name}",
         image_tags=["{build_args.GIT_COMMIT}", "latest"],
     )
@@ -84,6 +102,7 @@ def service_image_instructions(name):
         'org.opencontainers.image.created="$GIT_COMMIT_DATE" '
         'org.opencontainers.image.base.name="modelserving-base"',
         "COPY --from=install /app/venv /app/venv",
+        f"COPY services/{name}/sbom.cdx.json /usr/share/sbom/modelserving-{name}.cdx.json",
         "ENV HOST=0.0.0.0 PORT=8000 APP_REVISION=$GIT_COMMIT",
         "EXPOSE 8000",
         "USER 1001:1001",

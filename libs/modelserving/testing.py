@@ -291,5 +291,7 @@ def retrained_and_committed(
     assert retrained.card.metrics.keys() == committed.card.metrics.keys()
     for metric, value in committed.card.metrics.items():
         retrained_value = retrained.card.metrics[metric]
-        assert retrained_value == pytest.approx(value, abs=METRIC_TOLERANCE), f"{metric}: {retrained_value} != {value}"
+        assert retrained_value == pytest.approx(
+            value, abs=METRIC_TOLERANCE
+        ), f"{metric}: {retrained_value} != {value}"
     return retrained, committed

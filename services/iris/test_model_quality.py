@@ -39,4 +39,6 @@ def test_committed_model_card_names_the_training_data() -> None:
 def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: Path) -> None:
     retrained, committed = retrained_and_committed(train.main, SERVICE, tmp_path)
     flowers = load_training_data().features
-    assert_same_predictions(retrained.estimator.predict_proba(flowers), committed.estimator.predict_proba(flowers))
+    assert_same_predictions(
+        retrained.estimator.predict_proba(flowers), committed.estimator.predict_proba(flowers)
+    )

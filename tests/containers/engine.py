@@ -17,10 +17,15 @@ def docker_client() -> str:
     if not found:
         pytest.fail("no docker client: ./pants test installs it (3rdparty/system/tools.txt)", pytrace=False)
     if subprocess.run([found, "info"], capture_output=True).returncode != 0:
-        pytest.fail("no Docker engine answers: ./pants test starts one (3rdparty/system/provision)", pytrace=False)
+        pytest.fail(
+            "no Docker engine answers: ./pants test starts one (3rdparty/system/provision)", pytrace=False
+        )
     return found
 
 
 def built_image(name: str) -> str:
-    info = json.loads(Path(f"services.{name}/image.docker-info.json").read_text())
-    return str(info["image_id"])
+    """The image Pants built for service `name`, or for `base` the base image."""
+    info_file = (
+        "base-image/base.docker-info.json" if name == "base" else f"services.{name}/image.docker-info.json"
+    )
+    return str(json.loads(Path(info_file).read_text())["image_id"])

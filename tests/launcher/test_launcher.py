@@ -34,12 +34,17 @@ def build_wheel(directory: Path) -> Path:
     files = {
         "tinypkg/__init__.py": "",
         "tinypkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
-        "tinypkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tinypkg-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     with zipfile.ZipFile(wheel, "w") as archive:
         for name, text in files.items():
             archive.writestr(name, text)
-        archive.writestr("tinypkg-1.0.dist-info/RECORD", "".join(f"{name},,\n" for name in files) + "tinypkg-1.0.dist-info/RECORD,,\n")
+        archive.writestr(
+            "tinypkg-1.0.dist-info/RECORD",
+            "".join(f"{name},,\n" for name in files) + "tinypkg-1.0.dist-info/RECORD,,\n",
+        )
     return wheel
 
 
@@ -99,7 +104,9 @@ def launcher_env(tmp_path: Path, first: Path | None = None, **extra: str) -> dic
 
 
 def run(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(repo / "pants"), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(repo / "pants"), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 NO_TOOLS = "# command package suite goals why\n"
@@ -155,7 +162,9 @@ def test_a_tampered_wheel_hash_stops_the_build_with_one_line(tmp_path: Path) -> 
         " as 3rdparty/python/wheels.txt says; if that pin changed on purpose,"
         " run 3rdparty/python/regenerate-constraints"
     )
-    assert not list((tmp_path / "cache/pants-bootstrap/wheelhouse").glob(".verified-*")), "nothing was verified"
+    assert not list(
+        (tmp_path / "cache/pants-bootstrap/wheelhouse").glob(".verified-*")
+    ), "nothing was verified"
 
 
 # A tool only tests and the benchmark need, which no machine has.

@@ -22,9 +22,11 @@ change Pants cannot follow, and what this script does about them:
 
 (requirements.txt needs no help: Pants itself marks every requirement as changed.)
 
-Publishing (`--publish`, main-branch CI): each changed image is tagged with the
-commit and pushed to $REGISTRY when it is set; each changed overlay is rendered with
-its image pinned to that tag into dist/manifests/<service>-<env>.yaml.
+Publishing (`--publish`, main-branch CI): everything is built as a release
+(BASE_IMAGE_BUILD=release: exactly base-image/packages.lock); each changed image is tagged
+with the commit and pushed to $REGISTRY when it is set, and its SBOM written to
+dist/codegen/; each changed overlay is rendered with its image pinned to that tag into
+dist/manifests/<service>-<env>.yaml.
 """
 
 from __future__ import annotations
@@ -222,6 +224,12 @@ def publish(repo: Path, result: Plan, commit: str) -> None:
         run(docker, "tag", f"{repository}:{commit}", remote, cwd=repo)
         run(docker, "push", remote, cwd=repo, capture=False)
         print(f"pushed {remote}")
+    # Each image's SBOM, next to the build output: dist/codegen/<service dir>/sbom.cdx.json.
+    sboms = [
+        address.replace(":image", ":sbom").replace(":base", ":sbom") for address in sorted(result.images)
+    ]
+    if sboms:
+        pants(repo, "export-codegen", *sboms, capture=False)
     manifests = repo / "dist" / "manifests"
     manifests.mkdir(parents=True, exist_ok=True)
     for overlay in result.overlays:
@@ -265,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     commit = os.environ.setdefault("GIT_COMMIT", run("git", "rev-parse", "HEAD", cwd=repo).strip())
     os.environ.setdefault("GIT_COMMIT_DATE", run("git", "log", "-1", "--format=%cI", cwd=repo).strip())
+    if arguments.publish:
+        # What is published is built from exactly base-image/packages.lock (base-image/fetch-packages).
+        os.environ["BASE_IMAGE_BUILD"] = "release"
     build(repo, result)
     if arguments.publish:
         publish(repo, result, commit)
