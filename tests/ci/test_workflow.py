@@ -57,6 +57,33 @@ def test_pull_requests_build_only_what_changed_since_their_base_branch() -> None
 
 def test_the_full_build_is_ci_run() -> None:
     assert run_steps("full") == [".ci/run"]
+    assert workflow()["jobs"]["full"]["if"] == workflow()["jobs"]["clean-room"]["if"]
+    assert run_steps("clean-room") == [".ci/clean-room"]
     # yaml reads the bare key `on` as True
     triggers = workflow()[True]
     assert {"pull_request", "push", "schedule", "workflow_dispatch"} <= set(triggers)
+
+
+def test_the_weekly_job_re_pins_the_base_images_packages_and_proposes_them() -> None:
+    job = workflow()["jobs"]["repin"]
+    assert "schedule" in job["if"]
+    assert run_steps("repin") == ["base-image/update-packages"]
+    (propose,) = (
+        step for step in job["steps"] if step.get("uses", "").startswith("peter-evans/create-pull-request@")
+    )
+    assert propose["with"]["add-paths"] == "base-image/packages.lock"
+
+
+def test_ci_run_runs_the_readmes_commands_and_installs_nothing_of_its_own() -> None:
+    lines = Path(".ci/run").read_text().splitlines()
+    script = "\n".join(line for line in lines if not line.lstrip().startswith("#")) + "\n"
+    readme = Path("README.md").read_text()
+    for command in ("./pants run services/titanic:serve", "./pants test ::"):
+        assert command in readme
+    assert (
+        ".ci/serve-smoke" in script
+        and "./pants run services/titanic:serve" in Path(".ci/serve-smoke").read_text()
+    )
+    assert "\n./pants test ::\n" in script
+    for installer in ("apt-get", "apt ", "pip install", "dpkg -i", "provision", "curl", "wget"):
+        assert installer not in script, installer
