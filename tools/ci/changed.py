@@ -14,11 +14,13 @@ change Pants cannot follow, and what this script does about them:
 
 - build configuration (pants.toml, the ./pants launcher, the BUILD macros and the
   service registry in pants-plugins/, tool settings in pyproject.toml, CI itself in
-  .ci/ and .github/): any target may build differently, so every target is built;
-- a pin in 3rdparty/python/constraints.txt, which no target owns: each pin names the
-  direct requirements that need it (`# for: ...`), so those requirements and
-  everything that depends on them are built. A pin without that note rebuilds every
-  requirement's dependents.
+  .ci/ and .github/, the system tools, Pants' own wheels and its Python tools under
+  3rdparty/): any target may build differently, so every target is built;
+- a pin in 3rdparty/python/constraints.txt, which no target owns, or its wheel's line
+  in wheels.txt, which every image's SBOM reads: each pin names the direct requirements
+  that need it (`# for: ...`), so those requirements and everything that depends on
+  them are built (and the CI tests, which copy the whole build). A pin without that
+  note rebuilds every requirement's dependents.
 
 (requirements.txt needs no help: Pants itself marks every requirement as changed.)
 
@@ -44,8 +46,21 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-BUILD_CONFIGURATION = ("pants.toml", "pants", "pyproject.toml", "pants-plugins/", ".ci/", ".github/")
+BUILD_CONFIGURATION = (
+    "pants.toml",
+    "pants",
+    "pyproject.toml",
+    "pants-plugins/",
+    ".ci/",
+    ".github/",
+    "3rdparty/system/",  # the system tools every goal gets
+    "3rdparty/pants/",  # Pants itself
+    "3rdparty/python/tools.txt",  # Pants' Python tools (pytest, black, ruff, mypy, ...)
+)
 CONSTRAINTS = "3rdparty/python/constraints.txt"
+WHEELS = "3rdparty/python/wheels.txt"  # every wheel's sha256: changes with the pins in CONSTRAINTS
+PIN_FILES = (CONSTRAINTS, WHEELS)
+WHOLE_BUILD = "//:tree"  # every file of the build, for the tests that copy it
 REQUIREMENTS_TARGET = "3rdparty/python"
 
 
@@ -102,16 +117,32 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def wheel_lines(text: str) -> dict[str, str]:
+    """`name==version --hash=...` lines of wheels.txt -> {normalised name: the line}."""
+    return {normalise(line.split("==")[0]): line for line in text.splitlines() if "==" in line}
+
+
+def at_base(repo: Path, base: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{base}:{path}"], cwd=repo, capture_output=True, text=True).stdout
+
+
 def requirements_for_changed_pins(repo: Path, base: str) -> tuple[list[str], list[str]]:
-    """(requirement addresses whose pinned closure changed, what changed), from constraints.txt."""
-    before = pin_notes(run("git", "show", f"{base}:{CONSTRAINTS}", cwd=repo))
+    """(requirement addresses whose pinned closure changed, what changed), from the pin files.
+
+    A distribution changed when its version in constraints.txt or its wheel (line) in
+    wheels.txt did; the `# for:` notes in constraints.txt say which requirements need it.
+    """
+    before = pin_notes(at_base(repo, base, CONSTRAINTS))
     after = pin_notes((repo / CONSTRAINTS).read_text())
-    versions = {
-        name: (before.get(name, ("",))[0], after.get(name, ("",))[0]) for name in before.keys() | after.keys()
-    }
-    changed = sorted(
-        name for name, (old, new) in versions.items() if old != new
-    )  # notes alone change nothing
+    wheels_before = wheel_lines(at_base(repo, base, WHEELS))
+    wheels_after = wheel_lines((repo / WHEELS).read_text())
+    names = before.keys() | after.keys() | wheels_before.keys() | wheels_after.keys()
+    changed = sorted(  # notes alone change nothing
+        name
+        for name in names
+        if before.get(name, ("",))[0] != after.get(name, ("",))[0]
+        or wheels_before.get(name) != wheels_after.get(name)
+    )
     users: set[str] = set()
     for name in changed:
         noted = after.get(name, before.get(name, ("", [])))[1]
@@ -138,10 +169,16 @@ def plan(repo: Path, base_ref: str) -> Plan:
         result.reasons.append(f"build configuration changed ({', '.join(configuration)}): every target")
         targets.update(lines(pants(repo, "list", "::")))
     else:
-        targets.update(
-            lines(pants(repo, f"--changed-since={base}", "--changed-dependents=transitive", "list"))
-        )
-        if CONSTRAINTS in result.changed_files:
+        # Pin files alone: only what the changed pins reach, and what copies the whole build
+        # (//:tree: the CI tests). Every image's SBOM reads wheels.txt, but a changed pin changes
+        # only its users' images. Pin files with other files: Pants' own answer, every SBOM in.
+        if set(result.changed_files) <= set(PIN_FILES):
+            targets.update([WHOLE_BUILD, *lines(pants(repo, "dependents", "--transitive", WHOLE_BUILD))])
+        else:
+            targets.update(
+                lines(pants(repo, f"--changed-since={base}", "--changed-dependents=transitive", "list"))
+            )
+        if set(PIN_FILES) & set(result.changed_files):
             requirements, pins = requirements_for_changed_pins(repo, base)
             if requirements:
                 result.reasons.append(
