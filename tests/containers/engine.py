@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,9 +24,20 @@ def docker_client() -> str:
     return found
 
 
-def built_image(name: str) -> str:
-    """The image Pants built for service `name`, or for `base` the base image."""
+def docker_info(name: str) -> dict[str, Any]:
+    """What Pants says it built for service `name`, or for `base` the base image."""
     info_file = (
         "base-image/base.docker-info.json" if name == "base" else f"services.{name}/image.docker-info.json"
     )
-    return str(json.loads(Path(info_file).read_text())["image_id"])
+    info: dict[str, Any] = json.loads(Path(info_file).read_text())
+    return info
+
+
+def built_image(name: str) -> str:
+    """The image's id (its tags may have moved on since: builds in other checkouts share the engine)."""
+    return str(docker_info(name)["image_id"])
+
+
+def built_names(name: str) -> set[str]:
+    """The `repository:tag` names Pants gave the image."""
+    return {tag["name"] for registry in docker_info(name)["registries"] for tag in registry["tags"]}

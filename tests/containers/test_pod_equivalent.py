@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from containers.engine import built_image, docker_client
+from containers.engine import built_image, built_names, docker_client
 from containers.harness import SERVICES, http_get, prediction_request
 
 from modelserving.testing import free_port
@@ -96,8 +96,10 @@ def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path
 
     image = built_image(service)
     repository = container["image"].rsplit(":", 1)[0]
-    tags = json.loads(subprocess.check_output([docker, "image", "inspect", image]))[0]["RepoTags"]
-    assert any(tag.startswith(f"{repository}:") for tag in tags), f"manifest image {repository} is not {tags}"
+    names = built_names(service)
+    assert any(
+        name.startswith(f"{repository}:") for name in names
+    ), f"manifest image {repository} is not {names}"
 
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     env = environment(container, config_maps)
