@@ -238,3 +238,4 @@ def test_the_declared_tools_go_to_the_goals_that_need_them() -> None:
     assert needed("run", "bench:bench", "--", "--rounds", "1") == ["wrk"]
     assert needed("--changed-since=HEAD", "package") == ["docker", "dockerd"]
     assert needed("bootstrap") == ["python3.11", "pip3", "python3.9"]
+    assert needed("wheels") == ["python3.11", "pip3"]
