@@ -74,10 +74,6 @@ def build_deb(directory: Path, name: str, version: str) -> Path:
     return deb
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 RELEASES = {"alpha": ["1.0"], "beta": ["1.0", "1.1"]}  # the last one current
 
 
@@ -118,15 +114,18 @@ def fetched(tmp_path: Path) -> list[str]:
 
 
 def archive_sha256(tmp_path: Path, name: str, version: str) -> str:
-    return sha256(tmp_path / "archive" / f"{name}_{version}_all.deb")
+    return hashlib.sha256((tmp_path / "archive" / f"{name}_{version}_all.deb").read_bytes()).hexdigest()
+
+
+def write_lock(base: Path, pins: list[tuple[str, str, str]]) -> None:
+    """packages.lock of `(name, version, sha256)` pins."""
+    (base / "packages.lock").write_text("".join(f"{n}={v} {digest}\n" for n, v, digest in pins))
 
 
 def test_every_build_installs_exactly_the_lock_while_debian_has_it(tmp_path: Path) -> None:
     base = make_base_image(tmp_path)
     lock = [("alpha", "1.0"), ("beta", "1.1")]
-    (base / "packages.lock").write_text(
-        "".join(f"{n}={v} {archive_sha256(tmp_path, n, v)}\n" for n, v in lock)
-    )
+    write_lock(base, [(n, v, archive_sha256(tmp_path, n, v)) for n, v in lock])
     for mode in (None, "release"):
         result = fetch(tmp_path, base, mode)
         assert (result.returncode, result.stderr, result.stdout) == (0, "", "packages.lock\n")
@@ -141,7 +140,7 @@ def stale_lock(tmp_path: Path) -> Path:
         ("alpha", "1.0", archive_sha256(tmp_path, "alpha", "1.0")),
         ("beta", "1.0", archive_sha256(tmp_path, "beta", "1.0")),
     ]
-    (base / "packages.lock").write_text("".join(f"{n}={v} {d}\n" for n, v, d in pins))
+    write_lock(base, pins)
     del archive["beta"]["1.0"]
     (tmp_path / "archive.json").write_text(json.dumps(archive))
     return base
@@ -174,7 +173,7 @@ def test_a_deb_that_is_not_the_pinned_one_stops_every_build(tmp_path: Path) -> N
     base = make_base_image(tmp_path)
     real = archive_sha256(tmp_path, "alpha", "1.0")
     pins = [("alpha", "1.0", "0" * 64), ("beta", "1.1", archive_sha256(tmp_path, "beta", "1.1"))]
-    (base / "packages.lock").write_text("".join(f"{n}={v} {d}\n" for n, v, d in pins))
+    write_lock(base, pins)
     for mode in (None, "release"):
         result = fetch(tmp_path, base, mode)
         assert result.returncode == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -239,3 +240,18 @@ def test_the_declared_tools_go_to_the_goals_that_need_them() -> None:
     assert needed("--changed-since=HEAD", "package") == ["docker", "dockerd"]
     assert needed("bootstrap") == ["python3.11", "pip3", "python3.9"]
     assert needed("wheels") == ["python3.11", "pip3"]
+
+
+def test_pants_tools_run_the_versions_tools_txt_pins_and_wheels_txt_hashes() -> None:
+    config = tomllib.loads(Path("pants.toml").read_text())
+    lines = Path("3rdparty/python/tools.txt").read_text().splitlines()
+    pinned = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    for scope in ("pytest", "black", "ruff", "mypy", "dockerfile-parser"):
+        for requirement in [config[scope]["version"], *config[scope].get("extra_requirements", [])]:
+            assert requirement in pinned, f"[{scope}] {requirement} is not in 3rdparty/python/tools.txt"
+    assert f"pip=={config['python']['pip_version']}" in pinned
+    wheels = Path("3rdparty/python/wheels.txt").read_text()
+    for requirement in pinned:
+        name, version = requirement.split("==")
+        wheel = rf"^{re.escape(name.replace('-', '_'))}=={re.escape(version)} --hash=sha256:[0-9a-f]{{64}}"
+        assert re.search(wheel, wheels, flags=re.M | re.I), f"{requirement} has no hashed wheel in wheels.txt"
