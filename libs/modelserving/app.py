@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, create_model
 from threadpoolctl import threadpool_limits
 
 from modelserving import metrics
@@ -45,12 +45,32 @@ class ModelInfo(BaseModel):
     version: str = Field(examples=["1.0.0"])
 
 
-class HealthCheck(BaseModel):
-    health: str = Field(examples=["ok"])
-    booted_at: datetime
-    model: ModelInfo
-    app_revision: str = Field(examples=["3f2c1e0"])
-    environment: str = Field(examples=["dev"])
+def health_check_type(service: ModelService[Any, Any]) -> type[BaseModel]:
+    """`GET /health_check`'s body: the original service's keys, then the newer ones beside them.
+
+    The original (Titanic's first service) sent `health` ("OK"), `booted_at`, `version` (the
+    app revision), `<name>_model_version` and three environment keys; monitors match on them.
+    """
+    version_type = service.version_type
+    fields: dict[str, Any] = dict(
+        health=(str, Field(examples=["OK"], description='"OK" once the model is ready, else "starting".')),
+        booted_at=(datetime, ...),
+        version=(str, Field(examples=["3f2c1e0"], description="The app revision (APP_REVISION).")),
+        aws_region=(str | None, Field(examples=["eu-west-1"], description="AWS_REGION")),
+        k8s_env=(str | None, Field(examples=["prod"], description="K8S_ENV")),
+        python_env=(str, Field(examples=["prod"], description="PYTHON_ENV, else ENVIRONMENT")),
+        **{
+            f"{service.name}_model_version": (
+                version_type | None,
+                Field(examples=[version_type(1)], description="null until the model is loaded"),
+            )
+        },
+        model=(ModelInfo, ...),
+        app_revision=(str, Field(examples=["3f2c1e0"])),
+        environment=(str, Field(examples=["dev"])),
+    )
+    health_check: type[BaseModel] = create_model("HealthCheck", **fields)
+    return health_check
 
 
 class Readiness(BaseModel):
@@ -71,6 +91,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         loaded = await asyncio.to_thread(
             load_model, model_dir, expected_name=service.name, artifact_format=service.artifact_format
         )
+        service.model_version(loaded.card)  # a version clients could not be sent stops start-up here
         metrics.MODEL_LOAD_SECONDS.labels(service.name, loaded.card.version).set(
             time.perf_counter() - load_started
         )
@@ -152,20 +173,27 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     async def index() -> RedirectResponse:
         return RedirectResponse("/docs")
 
-    @app.get("/health_check", tags=["health"])
-    async def health_check() -> HealthCheck:
+    health_type = health_check_type(service)
+
+    @app.get("/health_check", tags=["health"], response_model=health_type)
+    async def health_check() -> Any:
         card = runtime.model.card if runtime.model else None
-        return HealthCheck(
-            health="ok" if runtime.ready else "starting",
-            booted_at=runtime.booted_at,
-            model=ModelInfo(name=service.name, version=card.version if card else "unloaded"),
-            app_revision=config.app_revision,
-            environment=config.environment,
-        )
+        return {
+            "health": "OK" if runtime.ready else "starting",
+            "booted_at": runtime.booted_at,
+            "version": config.app_revision,
+            "aws_region": config.aws_region,
+            "k8s_env": config.k8s_env,
+            "python_env": config.python_env or config.environment,
+            f"{service.name}_model_version": service.model_version(card) if card else None,
+            "model": ModelInfo(name=service.name, version=card.version if card else "unloaded"),
+            "app_revision": config.app_revision,
+            "environment": config.environment,
+        }
 
     @app.get("/health_check/load_balancer", tags=["health"], response_class=Response)
     async def load_balancer_check() -> Response:
-        return Response(status_code=200)
+        return Response(b"null", media_type="application/json")  # the original's body: JSON null
 
     @app.get("/livez", tags=["probes"], summary="The process is alive")
     async def livez() -> Readiness:

@@ -37,11 +37,12 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         sys.exit(2)
     configure_logging(settings.log_level)
     try:
-        load_model(
+        loaded = load_model(
             settings.model_dir or service.model_dir,
             expected_name=service.name,
             artifact_format=service.artifact_format,
         )
+        service.model_version(loaded.card)
     except ModelLoadError as error:
         log.error("cannot start: %s", error)
         sys.exit(1)

@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from modelserving.artifacts import JOBLIB, ArtifactFormat, LoadedModel
+from modelserving.artifacts import JOBLIB, ArtifactFormat, LoadedModel, ModelCard, ModelLoadError
 
 Item = TypeVar("Item", bound=BaseModel)
 Prediction = TypeVar("Prediction", bound=BaseModel)
@@ -34,6 +34,19 @@ class ModelService(Generic[Item, Prediction]):
     v2_tensor_input: str | None = None
     # Run once on the verified model at start-up: the form `predict` gets it in (e.g. compiled for speed).
     prepare: Callable[[LoadedModel], LoadedModel] | None = None
+    # The type clients get the model version as (`<name>_model_version`): `int` for a service whose
+    # clients were promised a number (Titanic's date versions); the card's string otherwise.
+    version_type: type[int] | type[str] = str
+
+    def model_version(self, card: ModelCard) -> int | str:
+        """The card's version as clients get it; ModelLoadError if it is not a `version_type`."""
+        try:
+            return self.version_type(card.version)
+        except ValueError:
+            kind = self.version_type.__name__
+            raise ModelLoadError(
+                f"{self.name} model versions are {kind}s; the card says {card.version!r}"
+            ) from None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +48,48 @@ def test_openapi_has_the_request_example_and_batch_limit(client: TestClient) -> 
 
 def test_health_check_reports_model_and_revision(client: TestClient) -> None:
     body = client.get("/health_check").json()
-    assert body["health"] == "ok"
+    assert body["health"] == "OK"
+    assert body["toy_model_version"] == "7.1"
+    assert body["version"] == body["app_revision"] == "rev-42"
     assert body["model"] == {"name": "toy", "version": "7.1"}
-    assert body["app_revision"] == "rev-42"
-    assert body["environment"] == "test"
+    assert body["environment"] == body["python_env"] == "test"
+    assert body["aws_region"] is None and body["k8s_env"] is None
     assert body["booted_at"]
 
 
-def test_load_balancer_check_is_empty_200(client: TestClient) -> None:
+def test_health_check_reports_the_environment_keys_it_is_given(toy_service: ModelService[Any, Any]) -> None:
+    settings = LIMITS.model_copy(
+        update={"aws_region": "eu-west-1", "k8s_env": "staging", "python_env": "production"}
+    )
+    with TestClient(create_app(toy_service, settings)) as client:
+        body = client.get("/health_check").json()
+    assert (body["aws_region"], body["k8s_env"], body["python_env"]) == ("eu-west-1", "staging", "production")
+
+
+def test_an_integer_model_version_is_sent_as_a_number(
+    toy_service: ModelService[Any, Any], model_dir: Path
+) -> None:
+    card = json.loads((model_dir / "model_card.json").read_text())
+    (model_dir / "model_card.json").write_text(json.dumps({**card, "version": "20230228"}))
+    with TestClient(create_app(replace(toy_service, version_type=int), LIMITS)) as client:
+        assert client.get("/health_check").json()["toy_model_version"] == 20230228
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["HealthCheck"]
+    assert schema["properties"]["toy_model_version"]["anyOf"][0]["type"] == "integer"
+
+
+def test_a_version_clients_cannot_be_sent_stops_start_up(toy_service: ModelService[Any, Any]) -> None:
+    app = create_app(replace(toy_service, version_type=int), LIMITS)
+    with pytest.raises(ModelLoadError, match="toy model versions are ints; the card says '7.1'"), TestClient(
+        app
+    ):
+        pass
+
+
+def test_load_balancer_check_is_a_json_null(client: TestClient) -> None:
     response = client.get("/health_check/load_balancer")
     assert response.status_code == 200
-    assert response.content == b""
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() is None
 
 
 def test_probes_when_ready(client: TestClient) -> None:

@@ -1,10 +1,12 @@
 """TreeEnsemble gives scikit-learn's numbers, from arrays alone."""
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
 
 from modelserving.artifacts import NPZ
 from modelserving.trees import TreeEnsemble, sigmoid
@@ -73,3 +75,26 @@ def test_npz_artifacts_never_unpickle() -> None:
     np.savez(buffer, objects=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         NPZ.load(buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        RandomForestClassifier(n_estimators=30, max_depth=5, random_state=0),
+        RandomForestClassifier(n_estimators=10, max_depth=2, min_samples_leaf=5, random_state=0),
+        DecisionTreeClassifier(max_depth=3, random_state=0),
+        DecisionTreeClassifier(random_state=0),  # grown until pure: deeper than the table path
+    ],
+    ids=["forest, depth 5", "forest, depth 2", "tree, depth 3", "full tree"],
+)
+def test_forest_probabilities_equal_predict_proba(model: Any) -> None:
+    model.fit(FEATURES, LABELS)
+    arrays = TreeEnsemble.from_forest(model).to_arrays()
+    restored = TreeEnsemble.from_arrays(NPZ.load(NPZ.dump(arrays)))
+    assert np.abs(restored.raw(PROBE) - model.predict_proba(PROBE)[:, 1]).max() < 1e-12
+
+
+def test_a_forest_of_more_than_two_classes_is_refused() -> None:
+    model = DecisionTreeClassifier(max_depth=2).fit(FEATURES, LABELS + (FEATURES[:, 3] > 2))
+    with pytest.raises(ValueError, match="only binary classifiers"):
+        TreeEnsemble.from_forest(model)

@@ -145,6 +145,14 @@ def assert_rejected(response: httpx.Response, *fields: str) -> None:
         assert field in body["error"]
 
 
+# What every service's /health_check holds besides `<name>_model_version`: the original
+# service's keys, then the newer ones.
+HEALTH_CHECK_KEYS = frozenset(
+    {"health", "booted_at", "version", "aws_region", "k8s_env", "python_env"}
+    | {"model", "app_revision", "environment"}
+)
+
+
 class ServiceContract:
     """What every model service's API does, whatever its model; subclass as `TestContract`.
 
@@ -170,7 +178,17 @@ class ServiceContract:
         assert response.status_code == 200, response.text
         body = response.json()
         assert len(body["predictions"]) == 3
-        assert client.get("/health_check").json()["model"]["version"] in body["metadata"].values()
+        version = client.get("/health_check").json()[f"{self.service.name}_model_version"]
+        assert version in body["metadata"].values()
+
+    def test_health_check_has_the_shape_every_service_shares(self, client: ServiceClient) -> None:
+        health = client.get("/health_check").json()
+        name = self.service.name
+        assert set(health) == {*HEALTH_CHECK_KEYS, f"{name}_model_version"}
+        assert health["health"] == "OK"
+        assert isinstance(health[f"{name}_model_version"], self.service.version_type)
+        assert health["model"]["name"] == name
+        assert health["version"] == health["app_revision"]
 
     def test_empty_list_gives_no_predictions(self, client: ServiceClient) -> None:
         response = client.predict([])
@@ -200,7 +218,9 @@ class ServiceContract:
     @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
     def test_non_finite_number_gets_a_422_naming_the_field(self, client: ServiceClient, value: float) -> None:
         numbers = [
-            name for name, field in self.service.item_type.model_fields.items() if field.annotation is float
+            name
+            for name, field in self.service.item_type.model_fields.items()
+            if float in (field.annotation, *typing.get_args(field.annotation))  # float, float | None
         ]
         assert numbers
         for name in numbers:

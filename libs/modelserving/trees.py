@@ -113,11 +113,39 @@ class TreeEnsemble:
 
     @classmethod
     def from_gradient_boosting(cls, model: Any) -> TreeEnsemble:
-        """A fitted scikit-learn `GradientBoostingClassifier` (binary) or `GradientBoostingRegressor`."""
+        """A fitted scikit-learn `GradientBoostingClassifier` (binary) or `GradientBoostingRegressor`.
+
+        `raw` is then the model's `decision_function` (log-odds for a classifier).
+        """
         if model.estimators_.shape[1] != 1:
             raise ValueError("only binary classifiers and single-output regressors can be converted")
         trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
-        depth = max(tree.max_depth for tree in trees)
+        probe = np.zeros((1, model.n_features_in_))
+        # The initial estimator's output: a constant for the default (prior) init.
+        base = float(model._raw_predict_init(probe)[0, 0])
+        return cls._of(trees, lambda tree, node: tree.value[node, 0, 0] * model.learning_rate, base, model)
+
+    @classmethod
+    def from_forest(cls, model: Any) -> TreeEnsemble:
+        """A fitted binary scikit-learn `RandomForestClassifier` or `DecisionTreeClassifier`.
+
+        `raw` is then the probability of the second class, as `predict_proba` gives it: the
+        mean over trees of each leaf's class fraction.
+        """
+        if len(model.classes_) != 2:
+            raise ValueError("only binary classifiers can be converted")
+        trees = [estimator.tree_ for estimator in getattr(model, "estimators_", [model])]
+
+        def leaf(tree: Any, node: int) -> float:
+            counts = tree.value[node, 0]
+            return float(counts[1] / counts.sum()) / len(trees)
+
+        return cls._of(trees, leaf, 0.0, model)
+
+    @classmethod
+    def _of(cls, trees: list[Any], leaf: Any, base: float, model: Any) -> TreeEnsemble:
+        """scikit-learn `Tree`s stored complete to the deepest one's depth; `leaf(tree, node)` its output."""
+        depth = max(1, max(tree.max_depth for tree in trees))
         inner = 2**depth - 1
         feature = np.zeros((len(trees), inner), dtype=np.int64)
         threshold = np.full((len(trees), inner), np.inf)
@@ -128,7 +156,7 @@ class TreeEnsemble:
             while pending:
                 position, node = pending.pop()
                 if position >= inner:
-                    value[index, position - inner] = tree.value[node, 0, 0] * model.learning_rate
+                    value[index, position - inner] = leaf(tree, node)
                     continue
                 if tree.children_left[node] == -1:  # a shallow leaf: +inf sends every row left
                     pending += [(2 * position + 1, node), (2 * position + 2, node)]
@@ -139,9 +167,6 @@ class TreeEnsemble:
                         (2 * position + 1, tree.children_left[node]),
                         (2 * position + 2, tree.children_right[node]),
                     ]
-        probe = np.zeros((1, model.n_features_in_))
-        # The initial estimator's output: a constant for the default (prior) init.
-        base = float(model._raw_predict_init(probe)[0, 0])
         return cls(feature, threshold, value, base=base, n_features=int(model.n_features_in_))
 
 

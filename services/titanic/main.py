@@ -10,6 +10,7 @@ from titanic.scoring import SurvivalScorer
 
 MODEL_DIR = Path(__file__).parent / "model"
 SURVIVAL_THRESHOLD = 0.5
+SCORE_DECIMALS = 3  # as the original service sent them
 
 
 def prepare(model: LoadedModel) -> LoadedModel:
@@ -18,7 +19,7 @@ def prepare(model: LoadedModel) -> LoadedModel:
 
 
 def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> SurvivalResponse:
-    metadata = {"titanic_model_version": model.card.version}
+    metadata = {"titanic_model_version": int(model.card.version)}
     if not passengers:
         return SurvivalResponse.model_validate({"predictions": [], "metadata": metadata})
     scores = model.estimator.scores(passengers).tolist()
@@ -28,8 +29,8 @@ def predict_survival(model: LoadedModel, passengers: Sequence[Passenger]) -> Sur
             "predictions": [
                 {
                     "passenger_id": passenger.PassengerId,
-                    "survived": 1 if score >= SURVIVAL_THRESHOLD else 0,
-                    "score": round(score, 6),
+                    "survived": score >= SURVIVAL_THRESHOLD,
+                    "score": round(score, SCORE_DECIMALS),
                 }
                 for passenger, score in zip(passengers, scores, strict=True)
             ],
@@ -50,6 +51,7 @@ SERVICE = ModelService(
     response_type=SurvivalResponse,
     predict=predict_survival,
     prepare=prepare,
+    version_type=int,  # the original sent its model version as a number (a date)
     examples=[
         Passenger(
             PassengerId=1,

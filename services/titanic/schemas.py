@@ -52,12 +52,16 @@ class Passenger(BaseModel):
 
 class SurvivalPrediction(BaseModel):
     passenger_id: int = Field(examples=[1])
-    survived: Literal[0, 1] = Field(examples=[0], description="1 if the passenger is predicted to survive.")
-    score: float = Field(ge=0, le=1, examples=[0.12], description="Predicted probability of survival.")
+    survived: bool = Field(examples=[False], description="Whether the passenger is predicted to survive.")
+    score: float = Field(
+        ge=0, le=1, examples=[0.124], description="Predicted probability of survival, to 3 decimals."
+    )
 
 
 class PredictionMetadata(BaseModel):
-    titanic_model_version: str = Field(examples=["1.0.0"])
+    titanic_model_version: int = Field(
+        examples=[20261202], description="The model's version: the date it was trained on, as YYYYMMDD."
+    )
 
 
 class SurvivalResponse(BaseModel):

@@ -1,19 +1,20 @@
 """What the Titanic service serves: passengers -> survival probability, with NumPy alone.
 
-Training (`features.py`) fits a scikit-learn pipeline, then converts it into a
-`SurvivalScorer`: the fitted feature parameters and the boosted trees as plain
-arrays, saved in the `npz` artifact format. Serving imports this module only,
-never scikit-learn or pandas, so the service starts in about a second and a
-one-passenger prediction costs tens of microseconds. The feature code below is
-also the pipeline's own transform, so training and serving cannot drift;
-tests compare the scorer with the pipeline's `predict_proba` on every passenger.
+Training (`features.py`) selects and fits a scikit-learn pipeline, then converts
+it into a `SurvivalScorer`: the fitted feature parameters and the model (trees or
+a logistic regression) as plain arrays, saved in the `npz` artifact format.
+Serving imports this module only, never scikit-learn or pandas, so the service
+starts fast and a one-passenger prediction costs microseconds. The feature code
+below is also the pipeline's own transform, so training and serving cannot
+drift; tests compare the scorer with the pipeline's `predict_proba` on every
+passenger.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -25,6 +26,9 @@ from modelserving.trees import TreeEnsemble, sigmoid
 NUMERIC_INPUTS: tuple[str, ...] = ("Pclass", "Age", "SibSp", "Parch", "Fare")
 NUMERIC_FEATURES: tuple[str, ...] = ("Pclass", "Age", "Fare", "FamilySize", "IsAlone", "CabinKnown")
 CATEGORICAL_FEATURES: tuple[str, ...] = ("Sex", "Title", "Embarked")
+# What became of the women and children among the other training passengers of the passenger's
+# groups (same ticket; same surname and class): families and parties mostly lived or died together.
+GROUP_FEATURES: tuple[str, ...] = ("GroupKnown", "GroupSurvival", "GroupAllDied", "GroupAllLived")
 MISSING = "missing"
 
 _TITLE_ALIASES = {"Mlle": "Miss", "Ms": "Miss", "Mme": "Mrs"}
@@ -38,6 +42,28 @@ def title_of(name: object) -> str:
     title = name.split(",", 1)[1].split(".", 1)[0].strip()
     title = _TITLE_ALIASES.get(title, title)
     return title if title in _COMMON_TITLES else "Rare"
+
+
+def surname_of(name: object) -> str | None:
+    """'Braund, Mr. Owen Harris' -> 'Braund'; None if the name has no 'surname, ' part."""
+    if not isinstance(name, str) or "," not in name:
+        return None
+    return name.split(",", 1)[0].strip() or None
+
+
+def group_keys(passenger: Any) -> list[str]:
+    """The groups a passenger belongs to: their ticket, and their surname within their class."""
+    keys = []
+    if passenger.Ticket:
+        keys.append(f"ticket {passenger.Ticket}")
+    surname = surname_of(passenger.Name)
+    if surname is not None:
+        keys.append(f"family {surname} {passenger.Pclass}")
+    return keys
+
+
+def is_woman_or_child(passenger: Any, title: str) -> bool:
+    return bool(passenger.Sex == "female" or title == "Master")
 
 
 def categories_of(passenger: Any, title: str) -> tuple[str, str, str]:
@@ -55,21 +81,37 @@ class PassengerEncoding:
 
     Numeric gaps are filled with training medians; a missing Age first falls back to
     the median age of the passenger's title (Master, Miss, ...). Sex, title and port
-    are one-hot encoded; a value unseen in training encodes as all zeros.
+    are one-hot encoded; a value unseen in training encodes as all zeros. The group
+    features count the outcomes in `group_outcomes` of the passenger's groups, leaving
+    out the passenger's own (a training passenger's own label never describes them).
+    `columns`, if set, keeps only those features (a baseline that looks at sex alone).
     """
 
     medians: dict[str, float]
     age_by_title: dict[str, float]
     categories: tuple[tuple[str, ...], ...]  # per CATEGORICAL_FEATURES, in one-hot column order
+    # Group key -> [[PassengerId, survived], ...] of the training women and children in it.
+    group_outcomes: dict[str, list[list[int]]]
+    columns: tuple[str, ...] | None = None
 
     @cached_property
-    def feature_names(self) -> tuple[str, ...]:
+    def all_feature_names(self) -> tuple[str, ...]:
         encoded = [
             f"{feature}_{value}"
             for feature, values in zip(CATEGORICAL_FEATURES, self.categories, strict=True)
             for value in values
         ]
-        return (*NUMERIC_FEATURES, *encoded)
+        return (*NUMERIC_FEATURES, *encoded, *GROUP_FEATURES)
+
+    @cached_property
+    def selected(self) -> list[int] | None:
+        if self.columns is None:
+            return None
+        return [self.all_feature_names.index(column) for column in self.columns]
+
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.columns or self.all_feature_names
 
     @cached_property
     def one_hot_columns(self) -> list[dict[str, int]]:
@@ -91,7 +133,7 @@ class PassengerEncoding:
         number["Age"] = np.where(np.isnan(number["Age"]), title_age, number["Age"])
         filled = {name: np.where(np.isnan(v), self.medians[name], v) for name, v in number.items()}
         family_size = filled["SibSp"] + filled["Parch"] + 1
-        matrix = np.zeros((len(passengers), len(self.feature_names)))
+        matrix = np.zeros((len(passengers), len(self.all_feature_names)))
         matrix[:, 0] = filled["Pclass"]
         matrix[:, 1] = filled["Age"]
         matrix[:, 2] = filled["Fare"]
@@ -105,7 +147,70 @@ class PassengerEncoding:
             index = np.array([columns.get(values[feature], -1) for values in categories], dtype=np.int64)
             rows = np.flatnonzero(index >= 0)
             matrix[rows, index[rows]] = 1.0
-        return matrix
+        matrix[:, -len(GROUP_FEATURES) :] = self.group_matrix(passengers)
+        return matrix if self.selected is None else matrix[:, self.selected]
+
+    def group_matrix(self, passengers: Sequence[Any]) -> np.ndarray:
+        """GROUP_FEATURES for each passenger: whether any outcome is known, the share that lived
+        (one half if none is known), and whether all died or all lived."""
+        features = np.zeros((len(passengers), len(GROUP_FEATURES)))
+        features[:, 1] = 0.5
+        for row, passenger in enumerate(passengers):
+            outcomes = {
+                passenger_id: survived
+                for key in group_keys(passenger)
+                for passenger_id, survived in self.group_outcomes.get(key, ())
+                if passenger_id != passenger.PassengerId
+            }
+            if outcomes:
+                share = sum(outcomes.values()) / len(outcomes)
+                features[row] = (1.0, share, share == 0.0, share == 1.0)
+        return features
+
+
+@dataclass(frozen=True)
+class LogisticModel:
+    """A logistic regression on standardised features: `raw(rows)` = log-odds."""
+
+    mean: np.ndarray  # float64 [features]
+    scale: np.ndarray  # float64 [features]
+    coef: np.ndarray  # float64 [features]
+    intercept: float
+
+    def raw(self, rows: np.ndarray) -> np.ndarray:
+        raw: np.ndarray = ((rows - self.mean) / self.scale) @ self.coef + self.intercept
+        return raw
+
+    def to_arrays(self, prefix: str = "logistic.") -> dict[str, np.ndarray]:
+        return {
+            prefix + "mean": self.mean,
+            prefix + "scale": self.scale,
+            prefix + "coef": self.coef,
+            prefix + "intercept": np.array(self.intercept),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "logistic.") -> LogisticModel:
+        mean, scale, coef = (
+            np.asarray(arrays[prefix + name], dtype=float) for name in ("mean", "scale", "coef")
+        )
+        if mean.ndim != 1 or len({array.shape for array in (mean, scale, coef)}) != 1:
+            shapes = [mean.shape, scale.shape, coef.shape]
+            raise ValueError(f"inconsistent logistic arrays: shapes {shapes}")
+        return cls(mean, scale, coef, float(arrays[prefix + "intercept"]))
+
+
+# How a model's raw output becomes a probability: boosted trees and logistic regressions give
+# log-odds; forests (and single trees) give the probability itself.
+def _probability(raw: np.ndarray) -> np.ndarray:
+    return raw
+
+
+OUTPUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"log-odds": sigmoid, "probability": _probability}
+MODEL_KINDS: dict[str, type[TreeEnsemble] | type[LogisticModel]] = {
+    "trees": TreeEnsemble,
+    "logistic": LogisticModel,
+}
 
 
 @dataclass(frozen=True)
@@ -113,10 +218,11 @@ class SurvivalScorer:
     """The served model: `scores(passengers)` = survival probabilities."""
 
     encoding: PassengerEncoding
-    trees: TreeEnsemble
+    model: TreeEnsemble | LogisticModel
+    output: str  # a key of OUTPUTS
 
     def scores(self, passengers: Sequence[Any]) -> np.ndarray:
-        return sigmoid(self.trees.raw(self.encoding.matrix(passengers)))
+        return OUTPUTS[self.output](self.model.raw(self.encoding.matrix(passengers)))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything as named arrays (the feature parameters as one JSON string), for NPZ."""
@@ -124,17 +230,31 @@ class SurvivalScorer:
             "medians": self.encoding.medians,
             "age_by_title": self.encoding.age_by_title,
             "categories": self.encoding.categories,
+            "group_outcomes": self.encoding.group_outcomes,
+            "columns": self.encoding.columns,
         }
-        return {"encoding": np.array(json.dumps(encoding, sort_keys=True)), **self.trees.to_arrays()}
+        kind = next(kind for kind, model_type in MODEL_KINDS.items() if isinstance(self.model, model_type))
+        return {
+            "encoding": np.array(json.dumps(encoding, sort_keys=True)),
+            "model": np.array(json.dumps({"kind": kind, "output": self.output})),
+            **self.model.to_arrays(),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SurvivalScorer:
         encoding = json.loads(str(arrays["encoding"]))
+        model = json.loads(str(arrays["model"]))
+        if model["kind"] not in MODEL_KINDS or model["output"] not in OUTPUTS:
+            raise ValueError(f"unknown model {model}: kinds {sorted(MODEL_KINDS)}, outputs {sorted(OUTPUTS)}")
+        columns = encoding["columns"]
         return cls(
             PassengerEncoding(
                 medians=encoding["medians"],
                 age_by_title=encoding["age_by_title"],
                 categories=tuple(tuple(values) for values in encoding["categories"]),
+                group_outcomes=encoding["group_outcomes"],
+                columns=None if columns is None else tuple(columns),
             ),
-            TreeEnsemble.from_arrays(arrays),
+            MODEL_KINDS[model["kind"]].from_arrays(arrays),
+            model["output"],
         )
