@@ -3,11 +3,13 @@
 A service declares a `ModelService` (its schemas, model directory and predict
 function) and gets a complete, production-shaped FastAPI app from `create_app`,
 served by `serve`.
+
+Pickled (joblib) models are served with `modelserving.joblib_format.JOBLIB`, not
+exported here: importing `modelserving` must not pull joblib into every image.
 """
 
 from modelserving.app import create_app
 from modelserving.artifacts import (
-    JOBLIB,
     NPZ,
     ArtifactFormat,
     LoadedModel,
@@ -21,7 +23,6 @@ from modelserving.service import ModelService
 from modelserving.settings import Settings, SettingsError, load_settings
 
 __all__ = [
-    "JOBLIB",
     "NPZ",
     "ArtifactFormat",
     "LoadedModel",

@@ -2,7 +2,11 @@
 
 A model directory holds `model_card.json` and the artifact it names. The card
 records the artifact's sha256, and loading checks that hash *before* the bytes
-are unpickled, so a swapped or damaged file is never executed.
+are deserialised, so a swapped or damaged file is never executed.
+
+Formats: `NPZ` (named NumPy arrays, nothing executed; the default) here;
+pickled estimators in `modelserving.joblib_format.JOBLIB`, imported only by the
+services that serve them; a service may declare its own (diabetes: XGBoost's).
 """
 
 import hashlib
@@ -51,25 +55,6 @@ class ArtifactFormat:
     load: Callable[[bytes], Any]
 
 
-# joblib is imported by the functions that use it: a service serving another format starts
-# without it (and without the libraries its pickles would import).
-def _joblib_dump(estimator: Any) -> bytes:
-    import joblib
-
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer, compress=3)
-    return buffer.getvalue()
-
-
-def _joblib_load(payload: bytes) -> Any:
-    import joblib
-
-    return joblib.load(io.BytesIO(payload))
-
-
-JOBLIB = ArtifactFormat("joblib", "model.joblib", _joblib_dump, _joblib_load)
-
-
 def _npz_dump(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     named: dict[str, Any] = dict(arrays)
@@ -112,7 +97,7 @@ def save_model(
     metrics: dict[str, float],
     libraries: tuple[str, ...],
     description: str = "",
-    artifact_format: ArtifactFormat = JOBLIB,
+    artifact_format: ArtifactFormat = NPZ,
 ) -> ModelCard:
     """Write the artifact and a card describing it; return the card."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -162,7 +147,7 @@ def load_model(
     directory: Path,
     *,
     expected_name: str | None = None,
-    artifact_format: ArtifactFormat = JOBLIB,
+    artifact_format: ArtifactFormat = NPZ,
 ) -> LoadedModel:
     """Verify the card and the artifact's sha256, then deserialise it; ModelLoadError otherwise."""
     card = read_card(directory)

@@ -7,6 +7,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from modelserving import LoadedModel, ModelService, save_model
+from modelserving.joblib_format import JOBLIB
 
 
 class Row(BaseModel):
@@ -45,6 +46,7 @@ def model_dir(tmp_path: Path) -> Path:
         training_data=b"x\n1\n",
         metrics={"accuracy": 1.0},
         libraries=("joblib",),
+        artifact_format=JOBLIB,
     )
     return directory
 
@@ -59,4 +61,5 @@ def toy_service(model_dir: Path) -> ModelService[Row, Scaled]:
         response_type=Scaled,
         predict=scale,
         examples=[Row(x=1.0)],
+        artifact_format=JOBLIB,
     )

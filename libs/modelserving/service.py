@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from modelserving.artifacts import JOBLIB, ArtifactFormat, LoadedModel, ModelCard, ModelLoadError
+from modelserving.artifacts import NPZ, ArtifactFormat, LoadedModel, ModelCard, ModelLoadError
 
 Item = TypeVar("Item", bound=BaseModel)
 Prediction = TypeVar("Prediction", bound=BaseModel)
@@ -29,7 +29,7 @@ class ModelService(Generic[Item, Prediction]):
     description: str = ""
     predict_summary: str = "Predict for a batch of rows"
     tags: Sequence[str] = field(default_factory=tuple)
-    artifact_format: ArtifactFormat = JOBLIB
+    artifact_format: ArtifactFormat = NPZ
     # Open Inference Protocol: also accept all features as one numeric tensor [N, features] under this name.
     v2_tensor_input: str | None = None
     # Run once on the verified model at start-up: the form `predict` gets it in (e.g. compiled for speed).

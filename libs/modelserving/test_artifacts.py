@@ -1,10 +1,17 @@
+import functools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from modelserving import ArtifactFormat, ModelLoadError, load_model
-from modelserving.artifacts import CARD_FILE, sha256_of
+from modelserving import ArtifactFormat, ModelLoadError
+from modelserving.artifacts import CARD_FILE, load_model, sha256_of
+from modelserving.joblib_format import JOBLIB
+
+# The toy model (conftest.py) is a pickle.
+load_pickled = functools.partial(load_model, artifact_format=JOBLIB)
 
 
 def rewrite_card(model_dir: Path, **changes: object) -> None:
@@ -14,7 +21,7 @@ def rewrite_card(model_dir: Path, **changes: object) -> None:
 
 
 def test_round_trip_keeps_the_model_and_card(model_dir: Path) -> None:
-    loaded = load_model(model_dir, expected_name="toy")
+    loaded = load_pickled(model_dir, expected_name="toy")
     assert loaded.estimator.factor == 3.0
     assert loaded.card.version == "7.1"
     assert loaded.card.training_data_sha256 == sha256_of(b"x\n1\n")
@@ -26,14 +33,14 @@ def test_tampered_artifact_is_refused_before_unpickling(model_dir: Path) -> None
     artifact = model_dir / "model.joblib"
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     with pytest.raises(ModelLoadError, match="sha256"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_truncated_artifact_is_refused(model_dir: Path) -> None:
     artifact = model_dir / "model.joblib"
     artifact.write_bytes(artifact.read_bytes()[:20])
     with pytest.raises(ModelLoadError, match="sha256"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_corrupt_artifact_with_matching_hash_fails_cleanly(model_dir: Path) -> None:
@@ -41,19 +48,19 @@ def test_corrupt_artifact_with_matching_hash_fails_cleanly(model_dir: Path) -> N
     (model_dir / "model.joblib").write_bytes(garbage)
     rewrite_card(model_dir, artifact_sha256=sha256_of(garbage))
     with pytest.raises(ModelLoadError, match="cannot be loaded"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_missing_artifact(model_dir: Path) -> None:
     (model_dir / "model.joblib").unlink()
     with pytest.raises(ModelLoadError, match="artifact not found"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_missing_card(model_dir: Path) -> None:
     (model_dir / CARD_FILE).unlink()
     with pytest.raises(ModelLoadError, match="card not found"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 @pytest.mark.parametrize(
@@ -63,30 +70,30 @@ def test_missing_card(model_dir: Path) -> None:
 def test_invalid_card_names_the_field(model_dir: Path, change: dict[str, object], named: str) -> None:
     rewrite_card(model_dir, **change)
     with pytest.raises(ModelLoadError, match=named):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_card_that_is_not_json(model_dir: Path) -> None:
     (model_dir / CARD_FILE).write_text("{not json")
     with pytest.raises(ModelLoadError, match="invalid model card"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_card_for_another_model(model_dir: Path) -> None:
     with pytest.raises(ModelLoadError, match="'toy', not 'iris'"):
-        load_model(model_dir, expected_name="iris")
+        load_pickled(model_dir, expected_name="iris")
 
 
 def test_library_of_another_major_version_is_refused(model_dir: Path) -> None:
     rewrite_card(model_dir, library_versions={"joblib": "0.1"})
     with pytest.raises(ModelLoadError, match="trained with joblib 0.1"):
-        load_model(model_dir)
+        load_pickled(model_dir)
 
 
 def test_errors_are_one_line(model_dir: Path) -> None:
     (model_dir / CARD_FILE).write_text('{"name": 1}')
     with pytest.raises(ModelLoadError) as caught:
-        load_model(model_dir)
+        load_pickled(model_dir)
     assert "\n" not in str(caught.value)
 
 
@@ -94,3 +101,14 @@ def test_artifact_of_another_format_is_refused(model_dir: Path) -> None:
     other = ArtifactFormat("xgboost-ubj", "model.ubj", dump=bytes, load=bytes)
     with pytest.raises(ModelLoadError, match="joblib artifact, not xgboost-ubj"):
         load_model(model_dir, artifact_format=other)
+
+
+def test_a_pickle_is_not_loaded_as_the_default_npz(model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="joblib artifact, not npz"):
+        load_model(model_dir)
+
+
+def test_the_library_imports_joblib_only_for_the_joblib_format() -> None:
+    script = "import sys, modelserving; print('joblib' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert imported.stdout == "False\n"

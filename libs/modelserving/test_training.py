@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelserving import load_model
 from modelserving.artifacts import sha256_of
+from modelserving.joblib_format import JOBLIB
 from modelserving.testing import assert_same_predictions
 from modelserving.training import Dataset, save_and_report, table_bytes, training_arguments
 
@@ -61,8 +62,9 @@ def test_save_and_report_writes_a_loadable_model_rounds_metrics_and_prints_a_sum
         training_data=b"x,y\n",
         metrics={"accuracy": 2 / 3, "rows": 3},
         libraries=("scikit-learn",),
+        artifact_format=JOBLIB,
     )
-    loaded = load_model(tmp_path, expected_name="toy")
+    loaded = load_model(tmp_path, expected_name="toy", artifact_format=JOBLIB)
     assert loaded.card == card
     assert loaded.card.version == "3.1.0"
     assert loaded.card.metrics == {"accuracy": 0.6667, "rows": 3.0}

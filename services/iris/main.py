@@ -9,6 +9,7 @@ import modelserving
 from iris.features import FEATURE_COLUMNS, SPECIES
 from iris.schemas import Flower, PredictionMetadata, SpeciesPrediction, SpeciesResponse
 from modelserving import LoadedModel, ModelService
+from modelserving.joblib_format import JOBLIB
 
 MODEL_DIR = Path(__file__).parent / "model"
 
@@ -47,6 +48,7 @@ SERVICE = ModelService(
         Flower(sepal_length_cm=5.1, sepal_width_cm=3.5, petal_length_cm=1.4, petal_width_cm=0.2),
         Flower(sepal_length_cm=6.3, sepal_width_cm=3.3, petal_length_cm=6.0, petal_width_cm=2.5),
     ],
+    artifact_format=JOBLIB,  # a pickled scikit-learn pipeline
 )
 
 

@@ -24,7 +24,7 @@ def test_held_out_split_keeps_15_flowers_of_each_species_out() -> None:
 
 def test_committed_model_reaches_the_accuracy_bar_on_held_out_flowers() -> None:
     _, held_out = train.held_out_split(load_training_data())
-    committed = load_model(SERVICE.model_dir, expected_name="iris")
+    committed = load_model(SERVICE.model_dir, expected_name="iris", artifact_format=SERVICE.artifact_format)
     accuracy = accuracy_score(held_out.target, committed.estimator.predict(held_out.features))
     print(f"held-out accuracy: {accuracy:.4f}")
     assert accuracy >= MIN_HELD_OUT_ACCURACY
@@ -32,7 +32,7 @@ def test_committed_model_reaches_the_accuracy_bar_on_held_out_flowers() -> None:
 
 
 def test_committed_model_card_names_the_training_data() -> None:
-    card = load_model(SERVICE.model_dir, expected_name="iris").card
+    card = load_model(SERVICE.model_dir, expected_name="iris", artifact_format=SERVICE.artifact_format).card
     assert card.training_data_sha256 == sha256_of(load_training_data().as_csv())
 
 

@@ -8,6 +8,7 @@ libraries give the same model.
 """
 
 from iris.features import build_pipeline, load_training_data
+from modelserving.joblib_format import JOBLIB
 from modelserving.training import Dataset, save_and_report, training_arguments
 
 MODEL_VERSION = "1.0.0"
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         libraries=("scikit-learn", "numpy", "joblib"),
         description="Standardised measurements, multinomial logistic regression; species probabilities.",
+        artifact_format=JOBLIB,
     )
 
 
