@@ -2,27 +2,37 @@
 # A prelude cannot import; it defines plain functions that declare targets.
 
 
-def model_service(name, data=True, test_timeout=600, **kwargs):
+def model_service(name, data=True, model_dependencies=(), test_timeout=600, **kwargs):
     """All targets of one model service under services/<name>/.
 
-    <name>/*.py               :lib     the service's code (schemas, model, training)
-    <name>/model/*            :model   the committed artifact and model card
-    <name>/data/*             :data    training data; `data=False` for a service without
-                                       a data/ directory (one training on a bundled data set)
-    <name>/test_*.py          :tests   API and model-quality tests
-    :serve  `./pants run services/<name>:serve` / `package` -> a PEX serving the model
-    :train  `./pants run services/<name>:train` -> retrains into services/<name>/model/
-    :image  `./pants package services/<name>:image` -> container image modelserving-<name>,
-            FROM the hardened base (base-image:base), tagged with the git revision
-    :sbom   the image's SBOM (CycloneDX JSON: Debian packages and Python distributions, with
-            versions and sha256), in the image at /usr/share/sbom/modelserving-<name>.cdx.json;
-            `./pants export-codegen services/<name>:sbom` writes it to dist/codegen/
+    Serving and training are split: `:serve`, and so the image, holds what <name>/main.py
+    imports (Pants infers it, module by module) and the model; never train.py, modules only
+    training imports, the data, or libraries only they need.
+
+    :sources  <name>/*.py        the service's modules, one target each
+    :model    <name>/model/*     the committed artifact and model card; `model_dependencies`:
+                                 what loading the artifact imports that no module does (a
+                                 pickled pipeline: ["3rdparty/python#scikit-learn"])
+    :data     <name>/data/*      training data; `data=False` for a service without a data/
+                                 directory (one training on a bundled data set)
+    :lib      the whole service (sources, model, data), for tests and tools that use all of it
+    :tests    <name>/test_*.py   API and model-quality tests
+    :serve    <name>/main.py with its imports, and :model. `./pants run services/<name>:serve`;
+              `package` -> the PEX the image installs
+    :train    <name>/train.py with its imports, and :data. `./pants run services/<name>:train`
+              retrains into services/<name>/model/
+    :image    `./pants package services/<name>:image` -> container image modelserving-<name>,
+              FROM the hardened base (base-image:base), tagged with the git revision
+    :sbom     the image's SBOM (CycloneDX JSON: Debian packages and Python distributions, with
+              versions and sha256), in the image at /usr/share/sbom/modelserving-<name>.cdx.json;
+              `./pants export-codegen services/<name>:sbom` writes it to dist/codegen/
     """
-    resources(name="model", sources=["model/*"])
+    resources(name="model", sources=["model/*"], dependencies=list(model_dependencies))
+    data_targets = [":data"] if data else []
     if data:
         resources(name="data", sources=["data/*"])
-    lib_dependencies = [":model", ":data"] if data else [":model"]
-    python_sources(name="lib", sources=["*.py", "!test_*.py"], dependencies=lib_dependencies, **kwargs)
+    python_sources(name="sources", sources=["*.py", "!test_*.py"], **kwargs)
+    target(name="lib", dependencies=[":sources", ":model", *data_targets])
     python_tests(
         name="tests",
         sources=["test_*.py"],
@@ -32,12 +42,12 @@ def model_service(name, data=True, test_timeout=600, **kwargs):
     pex_binary(
         name="serve",
         entry_point=f"{name}.main:main",
-        dependencies=[":lib"],
+        dependencies=[":model"],
         execution_mode="venv",
         include_tools=True,
         restartable=True,
     )
-    pex_binary(name="train", entry_point=f"{name}.train:main", dependencies=[":lib"])
+    pex_binary(name="train", entry_point=f"{name}.train:main", dependencies=data_targets)
     adhoc_tool(
         name="sbom",
         runnable="tools/sbom:sbom",

@@ -5,16 +5,15 @@ them in their original units (`load_diabetes(scaled=False)`), so clients send
 real measurements. The model is gradient-boosted decision stumps (XGBoost):
 each tree splits on one variable, so the prediction is a sum of one smooth-ish
 curve per variable, which cross-validation preferred to deeper trees on data
-this small.
+this small. Training only: serving never imports this (booster.py predicts).
 """
 
 import numpy as np
 import xgboost
 from sklearn.datasets import load_diabetes
 
+from diabetes.schemas import FEATURE_COLUMNS
 from modelserving.training import Dataset
-
-FEATURE_COLUMNS: tuple[str, ...] = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
 
 def load_training_data() -> Dataset:
@@ -42,15 +41,3 @@ def build_regressor(seed: int) -> xgboost.XGBRegressor:
         # One thread: the same trees on any machine, whatever its core count; training takes a second.
         n_jobs=1,
     )
-
-
-def fitted_booster(regressor: xgboost.XGBRegressor) -> xgboost.Booster:
-    """The fitted model without its scikit-learn wrapper, its features named for checks at prediction."""
-    booster = regressor.get_booster()
-    booster.feature_names = list(FEATURE_COLUMNS)
-    return booster
-
-
-def predict_progression(booster: xgboost.Booster, patients: np.ndarray) -> np.ndarray:
-    """Predicted progression for a matrix of patients, columns in `FEATURE_COLUMNS` order."""
-    return booster.predict(xgboost.DMatrix(patients, feature_names=list(FEATURE_COLUMNS)))

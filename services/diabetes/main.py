@@ -7,8 +7,14 @@ import numpy as np
 
 import modelserving
 from diabetes.artifact import XGBOOST_UBJ
-from diabetes.features import FEATURE_COLUMNS, predict_progression
-from diabetes.schemas import Patient, PredictionMetadata, ProgressionPrediction, ProgressionResponse
+from diabetes.booster import predict_progression
+from diabetes.schemas import (
+    FEATURE_COLUMNS,
+    Patient,
+    PredictionMetadata,
+    ProgressionPrediction,
+    ProgressionResponse,
+)
 from modelserving import LoadedModel, ModelService
 
 MODEL_DIR = Path(__file__).parent / "model"

@@ -1,10 +1,12 @@
-"""Request and response schemas of the diabetes service: baseline measurements in their real units."""
+"""Request and response schemas of the diabetes service, in real units, and the model's columns."""
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Measurement = Annotated[float, Field(allow_inf_nan=False)]
+# The model's input columns, in order: the fields of `Patient`, as the data set names them.
+FEATURE_COLUMNS: tuple[str, ...] = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
 
 class Patient(BaseModel):

@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import r2_score
 
 from diabetes import train
-from diabetes.features import build_regressor, fitted_booster, load_training_data, predict_progression
+from diabetes.booster import fitted_booster, predict_progression
+from diabetes.features import build_regressor, load_training_data
 from diabetes.main import SERVICE
 from modelserving import load_model
 from modelserving.artifacts import sha256_of

@@ -11,7 +11,8 @@ libraries give the same model.
 from sklearn.metrics import mean_absolute_error, r2_score
 
 from diabetes.artifact import XGBOOST_UBJ
-from diabetes.features import build_regressor, fitted_booster, load_training_data, predict_progression
+from diabetes.booster import fitted_booster, predict_progression
+from diabetes.features import build_regressor, load_training_data
 from modelserving.training import Dataset, save_and_report, training_arguments
 
 MODEL_VERSION = "1.0.0"

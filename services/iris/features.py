@@ -2,9 +2,9 @@
 
 The classic 150 iris flowers ship with scikit-learn, so training needs no data
 files. The model takes a matrix of measurements with columns in
-`FEATURE_COLUMNS` order; `build_pipeline` scales them and fits a multinomial
-logistic regression, which suits three classes this well separated and gives
-calibrated probabilities.
+`schemas.FEATURE_COLUMNS` order; `build_pipeline` scales them and fits a
+multinomial logistic regression, which suits three classes this well separated
+and gives calibrated probabilities. Training only: serving never imports this.
 """
 
 import numpy as np
@@ -13,11 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from iris.schemas import Species
+from iris.schemas import FEATURE_COLUMNS, SPECIES
 from modelserving.training import Dataset
-
-FEATURE_COLUMNS: tuple[str, ...] = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
-SPECIES: tuple[Species, ...] = ("setosa", "versicolor", "virginica")
 
 
 def load_training_data() -> Dataset:

@@ -6,8 +6,14 @@ from pathlib import Path
 import numpy as np
 
 import modelserving
-from iris.features import FEATURE_COLUMNS, SPECIES
-from iris.schemas import Flower, PredictionMetadata, SpeciesPrediction, SpeciesResponse
+from iris.schemas import (
+    FEATURE_COLUMNS,
+    SPECIES,
+    Flower,
+    PredictionMetadata,
+    SpeciesPrediction,
+    SpeciesResponse,
+)
 from modelserving import LoadedModel, ModelService
 from modelserving.joblib_format import JOBLIB
 
@@ -48,7 +54,7 @@ SERVICE = ModelService(
         Flower(sepal_length_cm=5.1, sepal_width_cm=3.5, petal_length_cm=1.4, petal_width_cm=0.2),
         Flower(sepal_length_cm=6.3, sepal_width_cm=3.3, petal_length_cm=6.0, petal_width_cm=2.5),
     ],
-    artifact_format=JOBLIB,  # a pickled scikit-learn pipeline
+    artifact_format=JOBLIB,  # a pickled scikit-learn pipeline (BUILD: the model depends on scikit-learn)
 )
 
 

@@ -1,10 +1,13 @@
-"""Request and response schemas of the iris service."""
+"""Request and response schemas of the iris service, and the model's columns and classes."""
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Species = Literal["setosa", "versicolor", "virginica"]
+# The model's classes in the order of its probabilities, and its input columns in order.
+SPECIES: tuple[Species, ...] = ("setosa", "versicolor", "virginica")
+FEATURE_COLUMNS: tuple[str, ...] = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
 Centimetres = Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 

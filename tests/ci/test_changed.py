@@ -116,11 +116,19 @@ def several(*changes: Callable[[Path], None]) -> Callable[[Path], None]:
 
 CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
     "one-service": (
-        append("services/iris/features.py"),
+        append("services/iris/schemas.py"),
         Expected(
             lambda repo: test_files(repo, "services/iris/test_*.py", *CROSS_SERVICE_TESTS, CI_TESTS),
             lambda _: {"modelserving-iris"},
             lambda _: every_overlay(["iris"]),
+        ),
+    ),
+    "training-only": (
+        append("services/iris/features.py"),  # the image holds what serving imports: not this
+        Expected(
+            lambda repo: test_files(repo, "services/iris/test_*.py", *CROSS_SERVICE_TESTS, CI_TESTS),
+            nothing,
+            nothing,
         ),
     ),
     "libs": (
