@@ -1,4 +1,4 @@
-"""What the container tests share: the registered services, a request for each, HTTP GET."""
+"""What the container tests share: the registered services, a request for each, HTTP GET, Pod flags."""
 
 from __future__ import annotations
 
@@ -9,6 +9,22 @@ from typing import Any
 from modelserving.testing import registered_services
 
 SERVICES = {service.name: service for service in registered_services()}
+
+# `docker run` flags for a Pod's constraints: read-only root, uid 1001, no capabilities or new
+# privileges, a tmpfs /tmp; host network, where the service listens on loopback.
+POD_FLAGS = [
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--user",
+    "1001:1001",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--network",
+    "host",
+]
 
 
 def prediction_request(name: str) -> tuple[str, list[dict[str, Any]]]:

@@ -17,25 +17,11 @@ import urllib.request
 
 import pytest
 from containers.engine import built_image, docker_client
-from containers.harness import SERVICES, http_get, prediction_request
+from containers.harness import POD_FLAGS, SERVICES, http_get, prediction_request
 
 from modelserving.testing import free_port, status_of_request_in_flight_at
 
 READY_TIMEOUT_SECONDS = 60
-
-POD_FLAGS = [
-    "--read-only",
-    "--tmpfs",
-    "/tmp",
-    "--user",
-    "1001:1001",
-    "--cap-drop",
-    "ALL",
-    "--security-opt",
-    "no-new-privileges",
-    "--network",
-    "host",
-]
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
