@@ -9,8 +9,9 @@ Pants decides what a change touches: `--changed-since=<merge base>
 --changed-dependents=transitive` follows the dependency graph from the changed files
 to everything that depends on them (a service's serving code -> its tests, image and
 overlays; its training-only code -> its tests; libs/ -> every service; base-image/ ->
-every image; a kustomize component -> every overlay). Files no target owns, such as the docs, build nothing. Two kinds of
-change Pants cannot follow, and what this script does about them:
+every image; a kustomize component -> every overlay). Files no target owns, such as
+the docs, build nothing. Two kinds of change Pants cannot follow, and what this script
+does about them:
 
 - build configuration (pants.toml, the ./pants launcher, the BUILD macros and the
   service registry in pants-plugins/, tool settings in pyproject.toml, CI itself in
