@@ -148,8 +148,17 @@ def assert_rejected(response: httpx.Response, *fields: str) -> None:
 # What every service's /health_check holds besides `<name>_model_version`: the original
 # service's keys, then the newer ones.
 HEALTH_CHECK_KEYS = frozenset(
-    {"health", "booted_at", "version", "aws_region", "k8s_env", "python_env"}
-    | {"model", "app_revision", "environment"}
+    {
+        "health",
+        "booted_at",
+        "version",
+        "aws_region",
+        "k8s_env",
+        "python_env",
+        "model",
+        "app_revision",
+        "environment",
+    }
 )
 
 
