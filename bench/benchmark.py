@@ -11,8 +11,9 @@ for the figures. Every scenario has a warm-up, then a fixed duration; the harnes
 stops everything it started. This machine is a VM whose speed drifts by tens of
 percent within seconds, so the figures a ratio compares are measured together
 (`bench_report.COMPARED`; an app's variants run side by side, idle but for the one
-under load): in one-second slices taken in turn. Every figure is measured in such
-slices (p50: the median of its slices'; p99: the highest), every other round in the
+under load): in one-second slices taken in turn (a slice that completes nothing,
+as when every request outlasts it, is taken again for twice as long). Every figure
+is measured in such slices (p50: the median of its slices'; p99: the highest), every other round in the
 opposite order, and the whole pass runs `--rounds` times (3): each figure is the
 median of its rounds, and each ratio the median of its per-round ratios.
 
@@ -233,6 +234,9 @@ def worker_rss_mb(process: subprocess.Popen[bytes]) -> list[float]:
     return sizes
 
 
+LONGEST_SLICE = 8  # seconds; wrk's own request timeout is 10 s
+
+
 def wrk(
     url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
 ) -> dict[str, int]:
@@ -253,6 +257,18 @@ def wrk(
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     result: dict[str, int] = json.loads(line.removeprefix("RESULT "))
     return result
+
+
+def one_slice(url: str, scenario: Scenario, concurrency: int, scratch: Path, pin: bool) -> dict[str, int]:
+    """One slice of a measurement: a second of load, taken again for twice as long (up to
+    `LONGEST_SLICE` seconds) while it completes nothing, as when every request outlasts it.
+    """
+    seconds = 1
+    while True:
+        figures = wrk(url, scenario, concurrency, seconds, scratch, pin)
+        if figures["requests"] or seconds >= LONGEST_SLICE:
+            return figures
+        seconds *= 2
 
 
 def measure_together(
@@ -276,7 +292,7 @@ def measure_together(
         for index in range(len(jobs)) if number % 2 == 0 else reversed(range(len(jobs))):
             scenario, workers, batching, concurrency = jobs[index]
             url = servers[workers, batching][0]
-            slices[index].append(wrk(url, scenario, concurrency, 1, scratch, pinned(workers)))
+            slices[index].append(one_slice(url, scenario, concurrency, scratch, pinned(workers)))
     measured = []
     for (scenario, workers, batching, concurrency), figures in zip(jobs, slices, strict=True):
         requests = sum(one["requests"] for one in figures)

@@ -1,4 +1,5 @@
-"""The harness's measuring order: the figures each ratio compares together, each figure once."""
+"""The harness's measuring order: the figures each ratio compares together, each figure once, and
+slices long enough to complete something."""
 
 import benchmark
 from bench_report import COMPARED, TITANIC_1
@@ -22,3 +23,28 @@ def test_every_figure_is_measured_once_whatever_the_order() -> None:
         + [(TITANIC_1, 1, 1, False)]
     )
     assert sorted(order) == sorted(expected)
+
+
+def test_a_slice_that_completes_nothing_is_taken_again_for_longer(monkeypatch) -> None:
+    asked: list[float] = []
+
+    def fake_wrk(url, scenario, concurrency, seconds, scratch, pin):  # every request takes 3 s
+        asked.append(seconds)
+        return {"requests": concurrency if seconds >= 3 else 0, "duration_us": int(seconds * 1e6)}
+
+    monkeypatch.setattr(benchmark, "wrk", fake_wrk)
+    figures = benchmark.one_slice("http://x", SCENARIOS[0], 16, None, False)
+    assert asked == [1, 2, 4]
+    assert figures == {"requests": 16, "duration_us": 4_000_000}
+
+
+def test_a_slice_that_never_completes_stops_at_the_longest(monkeypatch) -> None:
+    asked: list[float] = []
+
+    def fake_wrk(url, scenario, concurrency, seconds, scratch, pin):
+        asked.append(seconds)
+        return {"requests": 0, "duration_us": int(seconds * 1e6)}
+
+    monkeypatch.setattr(benchmark, "wrk", fake_wrk)
+    assert benchmark.one_slice("http://x", SCENARIOS[0], 16, None, False)["requests"] == 0
+    assert asked[-1] == benchmark.LONGEST_SLICE
