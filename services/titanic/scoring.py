@@ -13,7 +13,6 @@ passenger.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -123,49 +122,66 @@ class PassengerEncoding:
         ]
 
     def matrix(self, passengers: Sequence[Any]) -> np.ndarray:
-        titles = [title_of(passenger.Name) for passenger in passengers]
-        # One pass over the passengers; NumPy turns each None (a gap) into NaN.
-        inputs = np.array(
-            [[getattr(passenger, name) for name in NUMERIC_INPUTS] for passenger in passengers], dtype=float
-        ).reshape(len(passengers), len(NUMERIC_INPUTS))
-        number = dict(zip(NUMERIC_INPUTS, inputs.T, strict=True))
-        title_age = np.array([self.age_by_title.get(title, math.nan) for title in titles], dtype=float)
-        number["Age"] = np.where(np.isnan(number["Age"]), title_age, number["Age"])
-        filled = {name: np.where(np.isnan(v), self.medians[name], v) for name, v in number.items()}
-        family_size = filled["SibSp"] + filled["Parch"] + 1
-        matrix = np.zeros((len(passengers), len(self.all_feature_names)))
-        matrix[:, 0] = filled["Pclass"]
-        matrix[:, 1] = filled["Age"]
-        matrix[:, 2] = filled["Fare"]
-        matrix[:, 3] = family_size
-        matrix[:, 4] = family_size == 1
-        matrix[:, 5] = [passenger.Cabin is not None for passenger in passengers]
-        categories = [
-            categories_of(passenger, title) for passenger, title in zip(passengers, titles, strict=True)
-        ]
-        for feature, columns in enumerate(self.one_hot_columns):
-            index = np.array([columns.get(values[feature], -1) for values in categories], dtype=np.int64)
-            rows = np.flatnonzero(index >= 0)
-            matrix[rows, index[rows]] = 1.0
-        matrix[:, -len(GROUP_FEATURES) :] = self.group_matrix(passengers)
-        return matrix if self.selected is None else matrix[:, self.selected]
+        # Row by row in plain Python: a request carries one or a few passengers, and a handful of
+        # NumPy calls per feature costs more than the arithmetic they would vectorise.
+        rows = np.array([self.row(passenger) for passenger in passengers], dtype=float)
+        rows = rows.reshape(len(passengers), len(self.all_feature_names))
+        return rows if self.selected is None else rows[:, self.selected]
 
-    def group_matrix(self, passengers: Sequence[Any]) -> np.ndarray:
-        """GROUP_FEATURES for each passenger: whether any outcome is known, the share that lived
-        (one half if none is known), and whether all died or all lived."""
-        features = np.zeros((len(passengers), len(GROUP_FEATURES)))
-        features[:, 1] = 0.5
-        for row, passenger in enumerate(passengers):
-            outcomes = {
-                passenger_id: survived
-                for key in group_keys(passenger)
-                for passenger_id, survived in self.group_outcomes.get(key, ())
-                if passenger_id != passenger.PassengerId
-            }
-            if outcomes:
-                share = sum(outcomes.values()) / len(outcomes)
-                features[row] = (1.0, share, share == 0.0, share == 1.0)
-        return features
+    @cached_property
+    def group_members(self) -> dict[str, dict[int, int]]:
+        """Group key -> {PassengerId: survived} of its training women and children."""
+        return {
+            key: {passenger_id: survived for passenger_id, survived in outcomes}
+            for key, outcomes in self.group_outcomes.items()
+        }
+
+    def row(self, passenger: Any) -> list[float]:
+        """One passenger's features, in `all_feature_names` order."""
+        title = title_of(passenger.Name)
+        medians = self.medians
+        age = passenger.Age
+        if _is_gap(age):
+            age = self.age_by_title.get(title)
+        sibsp = _filled(passenger.SibSp, medians["SibSp"])
+        parch = _filled(passenger.Parch, medians["Parch"])
+        family_size = sibsp + parch + 1
+        row = [
+            _filled(passenger.Pclass, medians["Pclass"]),
+            _filled(age, medians["Age"]),
+            _filled(passenger.Fare, medians["Fare"]),
+            family_size,
+            float(family_size == 1),
+            float(passenger.Cabin is not None),
+        ]
+        row += [0.0] * (len(self.all_feature_names) - len(row) - len(GROUP_FEATURES))
+        for columns, value in zip(self.one_hot_columns, categories_of(passenger, title), strict=True):
+            column = columns.get(value)
+            if column is not None:
+                row[column] = 1.0
+        row += self.group_features(passenger)
+        return row
+
+    def group_features(self, passenger: Any) -> list[float]:
+        """GROUP_FEATURES: whether any outcome is known, the share that lived (one half if none
+        is known), and whether all died or all lived."""
+        outcomes: dict[int, int] = {}
+        for key in group_keys(passenger):
+            outcomes.update(self.group_members.get(key, ()))
+        outcomes.pop(passenger.PassengerId, None)
+        if not outcomes:
+            return [0.0, 0.5, 0.0, 0.0]
+        share = sum(outcomes.values()) / len(outcomes)
+        return [1.0, share, float(share == 0.0), float(share == 1.0)]
+
+
+def _is_gap(value: Any) -> bool:
+    """None, or a NaN (pandas' gap)."""
+    return value is None or value != value
+
+
+def _filled(value: Any, default: float) -> float:
+    return default if _is_gap(value) else float(value)
 
 
 @dataclass(frozen=True)

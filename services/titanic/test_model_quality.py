@@ -108,9 +108,9 @@ def test_a_passenger_is_not_described_by_their_own_outcome() -> None:
     encoding = CANDIDATES[-1].build(train.SEED).fit(frame, survived).named_steps["features"].encoding_
     # Mrs. Cumings (id 2, lived) is the only woman on ticket PC 17599 and of her family in 1st class.
     cumings = as_passengers(frame[frame["PassengerId"] == 2])[0]
-    assert encoding.group_matrix([cumings]).tolist() == [[0.0, 0.5, 0.0, 0.0]]
+    assert encoding.group_features(cumings) == [0.0, 0.5, 0.0, 0.0]
     stranger = SimpleNamespace(**{**vars(cumings), "PassengerId": 9999})
-    assert encoding.group_matrix([stranger]).tolist() == [[1.0, 1.0, 0.0, 1.0]]
+    assert encoding.group_features(stranger) == [1.0, 1.0, 0.0, 1.0]
 
 
 def as_passengers(frame: pd.DataFrame) -> list[SimpleNamespace]:

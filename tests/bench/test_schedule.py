@@ -1,7 +1,11 @@
 """The harness's measuring order: the figures each ratio compares together, each figure once, and
 slices long enough to complete something."""
 
+from pathlib import Path
+from typing import Any
+
 import benchmark
+import pytest
 from bench_report import COMPARED, TITANIC_1
 from benchmark import SCENARIOS
 
@@ -25,26 +29,30 @@ def test_every_figure_is_measured_once_whatever_the_order() -> None:
     assert sorted(order) == sorted(expected)
 
 
-def test_a_slice_that_completes_nothing_is_taken_again_for_longer(monkeypatch) -> None:
+def test_a_slice_that_completes_nothing_is_taken_again_for_longer(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[float] = []
 
-    def fake_wrk(url, scenario, concurrency, seconds, scratch, pin):  # every request takes 3 s
+    def fake_wrk(
+        url: str, scenario: Any, concurrency: int, seconds: float, scratch: Path, pin: bool
+    ) -> dict[str, int]:  # every request takes 3 s
         asked.append(seconds)
-        return {"requests": concurrency if seconds >= 3 else 0, "duration_us": int(seconds * 1e6)}
+        return {"requests": concurrency if seconds >= 3 else 0, "duration_us": round(seconds * 1e6)}
 
     monkeypatch.setattr(benchmark, "wrk", fake_wrk)
-    figures = benchmark.one_slice("http://x", SCENARIOS[0], 16, None, False)
+    figures = benchmark.one_slice("http://x", SCENARIOS[0], 16, Path(), False)
     assert asked == [1, 2, 4]
     assert figures == {"requests": 16, "duration_us": 4_000_000}
 
 
-def test_a_slice_that_never_completes_stops_at_the_longest(monkeypatch) -> None:
+def test_a_slice_that_never_completes_stops_at_the_longest(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[float] = []
 
-    def fake_wrk(url, scenario, concurrency, seconds, scratch, pin):
+    def fake_wrk(
+        url: str, scenario: Any, concurrency: int, seconds: float, scratch: Path, pin: bool
+    ) -> dict[str, int]:
         asked.append(seconds)
-        return {"requests": 0, "duration_us": int(seconds * 1e6)}
+        return {"requests": 0, "duration_us": round(seconds * 1e6)}
 
     monkeypatch.setattr(benchmark, "wrk", fake_wrk)
-    assert benchmark.one_slice("http://x", SCENARIOS[0], 16, None, False)["requests"] == 0
+    assert benchmark.one_slice("http://x", SCENARIOS[0], 16, Path(), False)["requests"] == 0
     assert asked[-1] == benchmark.LONGEST_SLICE
