@@ -6,13 +6,9 @@ error bodies, request ids and access logs, and loading of the verified model.
 """
 
 import asyncio
-import contextlib
-import gc
 import logging
-import signal
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,18 +17,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field, TypeAdapter, create_model
-from threadpoolctl import threadpool_limits
 
 from modelserving import metrics
 from modelserving.artifacts import load_model
-from modelserving.auth import BearerAuth, configured_tokens, install_bearer_auth, protected_paths
-from modelserving.batching import MicroBatcher
+from modelserving.auth import UNAUTHORIZED, BearerAuth, configured_tokens
+from modelserving.batching import InferenceQueue
 from modelserving.bodies import documented_body, read_json, schema_components
 from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
-from modelserving.memory import keep_large_allocations_on_the_heap
 from modelserving.middleware import RequestContextMiddleware
-from modelserving.protocol import requests_answering
+from modelserving.process import freeze_survivors, set_up_worker
+from modelserving.protocol import HEADER_TIMEOUT_STATE
 from modelserving.service import ModelService, Runtime
 from modelserving.settings import Settings, load_settings
 from modelserving.v2 import add_v2_routes, prediction_list_field
@@ -81,12 +76,12 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     config = settings or load_settings()
     model_dir = config.model_dir or service.model_dir
     runtime = Runtime(booted_at=datetime.now(UTC))
-    threadpool_limits(config.inference_threads)
-    keep_large_allocations_on_the_heap()
-    predict_rows = _predictor(service, runtime, config)
+    set_up_worker(config)
+    inference = _inference_queue(service, runtime, config)
+    predict_rows = inference.infer
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         load_started = time.perf_counter()
         loaded = await asyncio.to_thread(
             load_model, model_dir, expected_name=service.name, artifact_format=service.artifact_format
@@ -98,17 +93,15 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         if service.prepare is not None:
             loaded = await asyncio.to_thread(service.prepare, loaded)
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
-        # Everything alive now (libraries, the model) lives as long as the process: keep it out of
-        # the collector's generations, or every full collection walks it (tens of ms of p99).
-        gc.collect()
-        gc.freeze()
+        freeze_survivors()
+        inference.start()
         runtime.model = loaded
         runtime.ready = True
-        _drain_on_sigterm(runtime, config.drain_seconds)
         log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
-        yield
+        yield {HEADER_TIMEOUT_STATE: config.header_timeout_seconds}  # to the server's connections
         runtime.ready = False
         runtime.draining = True
+        inference.stop(timeout=config.graceful_shutdown_seconds)
 
     app = FastAPI(
         title=service.title or f"{service.name} model service",
@@ -122,11 +115,13 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     install_offline_docs(app)
     install_error_handlers(app)
     tokens = configured_tokens(config)
-    if tokens:  # added first, so it runs inside the request-id and access-log middleware
-        exact, prefixes = protected_paths(service.predict_path, config.metrics_require_token)
-        install_bearer_auth(app, BearerAuth(tokens, exact, prefixes))
+    protect = [BearerAuth(tokens).dependency()] if tokens else []
     # mypy 1.1 cannot match Starlette's ParamSpec-based middleware factory type.
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)  # type: ignore
+    app.add_middleware(
+        RequestContextMiddleware,  # type: ignore[arg-type,call-arg]
+        max_body_bytes=config.max_body_bytes,
+        body_timeout_seconds=config.body_timeout_seconds,
+    )
 
     batch_example: dict[str, Example] = {
         "batch": {
@@ -157,15 +152,25 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         response_model=service.response_type,
         summary=service.predict_summary,
         description=f"At most {config.max_batch_size} rows per request.",
-        responses=ERROR_RESPONSES,
+        responses={**ERROR_RESPONSES, **(UNAUTHORIZED if protect else {})},
         tags=list(service.tags) or ["prediction"],
         openapi_extra=documented_body(rows_adapter, examples=batch_example),
+        dependencies=protect,
     )
     extend_openapi(app, schema_components(rows_adapter))
 
-    add_v2_routes(app, service, runtime, config, predict_rows)
+    add_v2_routes(app, service, runtime, config, predict_rows, protect)
 
-    @app.get("/metrics", tags=["monitoring"], response_class=Response, summary="Prometheus metrics")
+    metrics_protect = protect if config.metrics_require_token else []
+
+    @app.get(
+        "/metrics",
+        tags=["monitoring"],
+        response_class=Response,
+        summary="Prometheus metrics",
+        dependencies=metrics_protect,
+        responses=UNAUTHORIZED if metrics_protect else None,
+    )
     def prometheus_metrics() -> Response:
         return metrics.metrics_response()
 
@@ -214,57 +219,20 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     return app
 
 
-def _predictor(
-    service: ModelService[Any, Any], runtime: Runtime, config: Settings
-) -> Callable[[Sequence[Any]], Awaitable[BaseModel]]:
-    """`await predict_rows(rows)`: the loaded model's response for `rows`, micro-batched if configured."""
+def _inference_queue(service: ModelService[Any, Any], runtime: Runtime, config: Settings) -> InferenceQueue:
+    """The worker's inference thread: the loaded model's responses, in batches if configured."""
 
     def run(rows: Sequence[Any]) -> BaseModel:
         assert runtime.model is not None, "predictions are only routed once the model is loaded"
         response: BaseModel = metrics.predict(service, runtime.model, rows)
         return response
 
-    if not config.micro_batching:
-
-        async def unbatched(rows: Sequence[Any]) -> BaseModel:
-            return run(rows)
-
-        return unbatched
     field, _ = prediction_list_field(service.response_type)
-    batcher = MicroBatcher(
+    return InferenceQueue(
         run,
         field,
         max_rows=config.max_batch_size,
         max_wait=config.batch_wait_microseconds / 1e6,
-        alone=lambda: requests_answering() <= 1,
+        batching=config.micro_batching,
+        name=f"{service.name}-inference",
     )
-    return batcher.predict
-
-
-def _drain_on_sigterm(runtime: Runtime, drain_seconds: float) -> None:
-    """Report not-ready as soon as SIGTERM arrives; `drain_seconds` later, let the server stop.
-
-    The server's own handler then runs, so the listener closes and accepted requests
-    finish as usual. A second SIGTERM does not wait.
-    """
-    try:
-        found = signal.getsignal(signal.SIGTERM)
-    except ValueError:
-        return
-    if not callable(found):
-        return
-    previous: Callable[[int, Any], Any] = found
-
-    def handler(signum: int, frame: Any) -> None:
-        if runtime.draining or drain_seconds <= 0:
-            runtime.draining = True
-            previous(signum, frame)
-            return
-        runtime.draining = True
-        # uvicorn's handler only sets a flag its loop polls, so a timer thread may call it.
-        stop_later = threading.Timer(drain_seconds, previous, (signum, None))
-        stop_later.daemon = True
-        stop_later.start()
-
-    with contextlib.suppress(ValueError):  # not the main thread (a test client): nothing to chain
-        signal.signal(signal.SIGTERM, handler)

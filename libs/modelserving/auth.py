@@ -1,27 +1,26 @@
 """Optional bearer-token auth for the prediction routes (typed and v2) and, if asked, /metrics.
 
 Off unless a token is configured: `AUTH_TOKEN_FILE` (one token per line, e.g.
-a mounted Kubernetes Secret) and/or `AUTH_TOKEN`. A request to a protected
-path must then carry `Authorization: Bearer <token>`, compared with every
-configured token in constant time (`hmac.compare_digest`); anything else gets
-401 with `WWW-Authenticate: Bearer`. Probes, health checks and the docs stay
-open, so kubelets and load balancers need no token. Tokens are read once, at
-start-up; rotating them is a rolling restart.
+a mounted Kubernetes Secret) and/or `AUTH_TOKEN`. A protected route then needs
+`Authorization: Bearer <token>`, compared with every configured token in constant
+time (`hmac.compare_digest`); anything else gets 401 with `WWW-Authenticate:
+Bearer`, in the error format of the route's own API. `BearerAuth.dependency` is a
+FastAPI security dependency: the routes that take it are the protected ones, and
+the OpenAPI document declares the scheme on exactly those. It runs before a route
+reads its body. Probes, health checks and the docs stay open, so kubelets and load
+balancers need no token. Tokens are read once, at start-up; rotating them is a
+rolling restart.
 """
 
-from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from modelserving.docs import extend_openapi
-from modelserving.errors import PROTOCOL_PREFIX, error_response, protocol_error_response
 from modelserving.settings import Settings
 
 MIN_TOKEN_LENGTH = 16
@@ -60,68 +59,30 @@ def configured_tokens(settings: Settings) -> tuple[bytes, ...]:
 
 @dataclass(frozen=True)
 class BearerAuth:
-    """Which paths need a token, and the tokens that open them."""
+    """The tokens that open the protected routes."""
 
     tokens: tuple[bytes, ...]
-    exact_paths: frozenset[str]
-    path_prefixes: tuple[str, ...]
 
-    def protects(self, path: str) -> bool:
-        return path in self.exact_paths or path.startswith(self.path_prefixes)
-
-    def allows(self, authorization: bytes | None) -> bool:
-        scheme, _, offered = (authorization or b"").partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        offered = offered.strip()
+    def allows(self, offered: str) -> bool:
+        candidate = offered.strip().encode()
         # Every token is compared, so the time taken says nothing about which one nearly matched.
-        matches = [hmac.compare_digest(offered, token) for token in self.tokens]
+        matches = [hmac.compare_digest(candidate, token) for token in self.tokens]
         return any(matches)
 
+    def dependency(self) -> Any:
+        """`dependencies=[auth.dependency()]` on a route: 401 (HTTPException) without a valid token."""
+        bearer = HTTPBearer(scheme_name=SCHEME, auto_error=False)
 
-class BearerAuthMiddleware:
-    """Answers 401 to a protected path without a valid bearer token, before the app reads the body."""
+        async def require_token(
+            request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+        ) -> None:
+            if credentials is not None and self.allows(credentials.credentials):
+                return
+            sent = "authorization" in request.headers
+            message = "a valid bearer token is required" if sent else "missing bearer token"
+            raise HTTPException(401, message, headers={"www-authenticate": "Bearer"})
 
-    def __init__(self, app: ASGIApp, auth: BearerAuth) -> None:
-        self.app = app
-        self.auth = auth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.auth.protects(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-        if self.auth.allows(authorization):
-            await self.app(scope, receive, send)
-            return
-        message = "a valid bearer token is required" if authorization else "missing bearer token"
-        if scope["path"].startswith(f"{PROTOCOL_PREFIX}/"):
-            response = protocol_error_response(401, message)
-        else:
-            response = error_response(401, message)
-        response.headers["www-authenticate"] = "Bearer"
-        await response(scope, receive, send)
+        return Depends(require_token)
 
 
-def install_bearer_auth(app: FastAPI, auth: BearerAuth) -> None:
-    """Enforce `auth` and declare it in the OpenAPI document (the docs' Authorize button)."""
-    app.add_middleware(BearerAuthMiddleware, auth=auth)  # type: ignore  # mypy 1.1 vs Starlette's ParamSpec
-    extend_openapi(app, lambda document: _declare(document, auth))
-
-
-def _declare(document: dict[str, Any], auth: BearerAuth) -> None:
-    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes[SCHEME] = {"type": "http", "scheme": "bearer"}
-    for path, operations in document["paths"].items():
-        if auth.protects(path):
-            for operation in operations.values():
-                operation["security"] = [{SCHEME: []}]
-                operation.setdefault("responses", {})["401"] = {
-                    "description": "Missing or invalid bearer token"
-                }
-
-
-def protected_paths(predict_path: str, metrics: bool) -> tuple[frozenset[str], tuple[str, ...]]:
-    """(exact paths, path prefixes) a token guards: the typed route, every v2 model route, maybe /metrics."""
-    exact: Sequence[str] = (predict_path, "/metrics") if metrics else (predict_path,)
-    return frozenset(exact), (f"{PROTOCOL_PREFIX}/models/",)
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid bearer token"}}

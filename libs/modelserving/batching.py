@@ -1,36 +1,43 @@
-"""Adaptive micro-batching: concurrent predictions for one model become one predict call.
+"""Adaptive batching off the event loop: one inference thread per worker, fed by a queue.
 
-A request never waits for a timer by default. A request that is the only one the
-process is answering (`alone()`) is predicted at once: nothing could join it.
-Otherwise it queues its rows and yields for one turn of the event loop, in which
-every request already parsed queues too; the first to resume predicts them all
-in one call, up to `max_rows` rows, and the others find their results set. Under
-load, requests that arrived while the last batch ran form the next one: the
-busier the server, the bigger the batches, and the model's fixed per-call cost
-(input checks, array set-up) is paid once per batch instead of once per request.
-This is Triton's dynamic batcher with no queue delay, or MLServer's adaptive
-batching with a zero timeout; `max_wait` > 0 holds the flush that long to gather
-more (and then a lone request waits too).
+A request puts its rows on the queue and awaits its result; the event loop is free
+meanwhile for probes, health checks, metrics and parsing other requests, however long
+the model takes. The inference thread takes everything queued (up to `max_rows`
+rows) as one batch, predicts it in one call, and hands each request its own slice of
+the response. Requests that arrive while a batch runs form the next one, so batches
+grow with load and the model's fixed per-call cost is paid once per batch, without
+anyone having to know whether a request is alone: Triton's dynamic batcher, and
+MLServer's adaptive batching, with no queue delay by default. `max_wait` > 0 holds a
+batch that long for more rows.
 
-Predict calls run on the event loop itself: inference is CPU-bound and holds the
-GIL, so a thread hop would add latency without adding throughput in one worker.
-Each request gets its own slice of the batch's response (the response type's one
-list of per-row predictions); an exception fails only the requests of its batch.
+With batching off (`batching=False`) each request is a batch of its own, still on the
+inference thread. An exception fails only the requests of its batch. `start()` and
+`stop()` bracket the thread's life (the app's lifespan).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 
-class MicroBatcher:
-    """Coalesces concurrent `predict(rows)` calls into one call of `predict_rows`."""
+@dataclass(frozen=True)
+class _Pending:
+    rows: Sequence[Any]
+    future: asyncio.Future[BaseModel]
+    loop: asyncio.AbstractEventLoop
+
+
+class InferenceQueue:
+    """`await infer(rows)`: the response of `predict_rows`, called on this queue's own thread."""
 
     def __init__(
         self,
@@ -39,77 +46,105 @@ class MicroBatcher:
         *,
         max_rows: int,
         max_wait: float = 0.0,
-        alone: Callable[[], bool] = lambda: False,
+        batching: bool = True,
+        name: str = "inference",
     ) -> None:
         self._predict_rows = predict_rows
-        self._alone = alone
         self._field = predictions_field
         self._max_rows = max_rows
         self._max_wait = max_wait
-        self._queue: deque[tuple[Sequence[Any], asyncio.Future[BaseModel]]] = deque()
-        self._queued_rows = 0
-        self._flush_scheduled = False
+        self._batching = batching
+        self._pending: deque[_Pending] = deque()
+        self._pending_rows = 0
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
-    async def predict(self, rows: Sequence[Any]) -> BaseModel:
-        if self._max_wait <= 0 and not self._queue and self._alone():
-            return self._predict_rows(list(rows))
+    def start(self) -> None:
+        self._thread.start()
+
+    async def infer(self, rows: Sequence[Any]) -> BaseModel:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BaseModel] = loop.create_future()
-        self._queue.append((rows, future))
-        self._queued_rows += len(rows)
-        if self._max_wait > 0 and self._queued_rows < self._max_rows:
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_later(self._max_wait, self._flush)
-            return await future
-        # One turn of the event loop, in which every request already parsed queues too; then the
-        # first of them to resume predicts for all (the others find their result set). A lone
-        # request pays one loop turn, not a scheduled flush plus a wake-up.
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            if not future.done():
-                self._queue.remove((rows, future))
-                self._queued_rows -= len(rows)
-            raise
-        if not future.done():
-            self._flush()
-        return future.result()
+        with self._changed:
+            if self._stopping:
+                raise RuntimeError("the inference queue is stopped")
+            self._pending.append(_Pending(rows, future, loop))
+            self._pending_rows += len(rows)
+            self._changed.notify()
+        return await future
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        while self._queue:
-            self._run(self._take_batch())
+    def stop(self, timeout: float | None = None) -> None:
+        """Predict what is queued, then end the thread."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
-    def _take_batch(self) -> list[tuple[Sequence[Any], asyncio.Future[BaseModel]]]:
-        batch = [self._queue.popleft()]
-        total = len(batch[0][0])
-        while self._queue and total + len(self._queue[0][0]) <= self._max_rows:
-            rows, future = self._queue.popleft()
-            batch.append((rows, future))
-            total += len(rows)
-        self._queued_rows -= total
+    def _serve(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self._stopping:
+                    self._changed.wait()
+                if not self._pending:
+                    return
+                if self._batching and self._max_wait > 0:
+                    deadline = time.monotonic() + self._max_wait
+                    while self._pending_rows < self._max_rows and not self._stopping:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._changed.wait(left)
+                batch = self._take_batch()
+            self._run(batch)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch = [self._pending.popleft()]
+        total = len(batch[0].rows)
+        while self._batching and self._pending and total + len(self._pending[0].rows) <= self._max_rows:
+            batch.append(self._pending.popleft())
+            total += len(batch[-1].rows)
+        self._pending_rows -= total
         return batch
 
-    def _run(self, batch: list[tuple[Sequence[Any], asyncio.Future[BaseModel]]]) -> None:
+    def _run(self, batch: list[_Pending]) -> None:
         try:
-            response = self._predict_rows([row for rows, _ in batch for row in rows])
+            response = self._predict_rows([row for pending in batch for row in pending.rows])
         except Exception as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            self._settle(batch, [error] * len(batch))
             return
         if len(batch) == 1:
-            responses = [response]
-        else:
-            predictions = getattr(response, self._field)
-            starts = [0]
-            for rows, _ in batch:
-                starts.append(starts[-1] + len(rows))
-            responses = [
+            self._settle(batch, [response])
+            return
+        predictions = getattr(response, self._field)
+        starts = list(itertools.accumulate((len(pending.rows) for pending in batch), initial=0))
+        self._settle(
+            batch,
+            [
                 response.model_copy(update={self._field: predictions[begin:end]})
                 for begin, end in itertools.pairwise(starts)
-            ]
-        for (_, future), own in zip(batch, responses, strict=True):
-            if not future.done():  # its client may have gone
-                future.set_result(own)
+            ],
+        )
+
+    @staticmethod
+    def _settle(batch: list[_Pending], outcomes: list[BaseModel | Exception]) -> None:
+        """Hand each request its outcome, on its own event loop (one wake-up per loop and batch)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, BaseModel | Exception]]] = {}
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(pending.loop, []).append((pending, outcome))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_outcomes, settled)
+            except RuntimeError:  # that loop has closed: nobody is waiting
+                continue
+
+
+def _set_outcomes(settled: list[tuple[_Pending, BaseModel | Exception]]) -> None:
+    for pending, outcome in settled:
+        if pending.future.done():  # its client went away
+            continue
+        if isinstance(outcome, Exception):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)

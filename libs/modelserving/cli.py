@@ -62,6 +62,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         log_level=settings.log_level,
         access_log=False,
         http=HeaderDeadlineProtocol,
+        limit_concurrency=settings.max_connections,
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         # A worker busy importing scikit-learn on a loaded node must not be mistaken for a hung one.

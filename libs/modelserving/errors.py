@@ -1,7 +1,7 @@
 """One JSON error body for every 4xx and 5xx, never a stack trace.
 
-Open Inference Protocol routes (/v2/...) answer with that protocol's own
-`{"error": "..."}` body instead, and invalid v2 requests are 400s.
+An API with its own error format formats its routes' errors itself (the Open
+Inference Protocol's routes: `v2.ProtocolRoute`); everything else answers with:
 
     {"error": "body[0].Pclass: Input should be 1, 2 or 3", "status": 422,
      "request_id": "...", "fields": [{"field": "body[0].Pclass", "message": "...", "type": "literal_error"}]}
@@ -50,21 +50,8 @@ def field_path(location: Sequence[Any]) -> str:
     return path
 
 
-PROTOCOL_PREFIX = "/v2"
-
-
-def protocol_error_response(status: int, message: str) -> JSONResponse:
-    """The Open Inference Protocol's error body: `{"error": message}`."""
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def _is_protocol_route(request: Request) -> bool:
-    path = request.url.path
-    return path == PROTOCOL_PREFIX or path.startswith(f"{PROTOCOL_PREFIX}/")
-
-
-def _validation_failed(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
+def validation_failures(error: RequestValidationError) -> tuple[str, list[FieldError]]:
+    """A one-line summary of what is invalid (the first five fields), and every field at fault."""
     fields = [
         FieldError(field=field_path(issue["loc"]), message=issue["msg"], type=issue["type"])
         for issue in error.errors()
@@ -72,17 +59,17 @@ def _validation_failed(request: Request, error: Exception) -> JSONResponse:
     summary = "; ".join(f"{item.field}: {item.message}" for item in fields[:5])
     if len(fields) > 5:
         summary += f"; and {len(fields) - 5} more"
-    if _is_protocol_route(request):
-        return protocol_error_response(400, summary or "invalid request")
-    return error_response(422, summary or "invalid request", fields)
+    return summary or "invalid request", fields
+
+
+def _validation_failed(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return error_response(422, *validation_failures(error))
 
 
 def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
-    if _is_protocol_route(request):
-        response = protocol_error_response(error.status_code, str(error.detail))
-    else:
-        response = error_response(error.status_code, str(error.detail))
+    response = error_response(error.status_code, str(error.detail))
     response.headers.update(error.headers or {})
     return response
 

@@ -1,15 +1,20 @@
-"""ASGI middleware every service runs behind: request ids, access logs, body-size limit.
+"""ASGI middleware every service runs behind: request ids, access logs, body limits.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so it adds no task or buffering
-per request and can refuse an oversize body before reading it.
+per request and can refuse an oversize body before reading it. A body must arrive
+within `body_timeout_seconds` of its headers (else 408), and a response sent before
+the body was read whole (a 401, say) closes the connection, so a client trickling
+its body cannot hold a connection open.
 """
 
+import asyncio
 import contextlib
 import logging
 import re
 import time
 import uuid
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserving import metrics
@@ -21,16 +26,17 @@ access_log = logging.getLogger("modelserving.access")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyRefused(Exception):
+    """The body is too large or too slow: the middleware answers instead of the app."""
 
 
 class RequestContextMiddleware:
-    """Tags each request with an X-Request-ID, logs it as JSON, and caps its body size."""
+    """Tags each request with an X-Request-ID, logs it as JSON, and bounds its body's size and time."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_seconds: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,35 +59,45 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        declared = _declared_length(headers)
+        body_deadline = asyncio.get_running_loop().time() + self.body_timeout_seconds
+        body_done = not declared and b"transfer-encoding" not in headers
         received = 0
-        too_large = False
+        refusal: JSONResponse | None = None  # answered instead of the app's response
 
-        async def receive_within_limit() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request" and not too_large:
+        async def receive_within_limits() -> Message:
+            nonlocal received, body_done, refusal
+            try:
+                async with asyncio.timeout_at(body_deadline):
+                    message = await receive()
+            except TimeoutError:
+                refusal = _closing(408, f"request body not received within {self.body_timeout_seconds:g} s")
+                raise BodyRefused() from None
+            if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_body_bytes:
-                    too_large = True
-                    raise BodyTooLarge()
+                    refusal = self._too_large()
+                    raise BodyRefused()
             return message
 
-        async def send_unless_too_large(message: Message) -> None:
-            # Whatever the app answers to a body it could not finish reading is replaced by a 413.
-            if not too_large:
-                await send_with_id(message)
+        async def send_unless_refused(message: Message) -> None:
+            if refusal is not None:
+                return
+            if message["type"] == "http.response.start" and not body_done:
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send_with_id(message)
 
         try:
-            declared = _declared_length(headers)
             if declared is None:
                 await error_response(400, "invalid Content-Length header")(scope, receive, send_with_id)
             elif declared > self.max_body_bytes:
-                await self._too_large(scope, receive, send_with_id)
+                await self._too_large()(scope, receive, send_with_id)
             else:
-                with contextlib.suppress(BodyTooLarge):
-                    await self.app(scope, receive_within_limit, send_unless_too_large)
-                if too_large and not response_started:
-                    await self._too_large(scope, receive, send_with_id)
+                with contextlib.suppress(BodyRefused):
+                    await self.app(scope, receive_within_limits, send_unless_refused)
+                if refusal is not None and not response_started:
+                    await refusal(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             metrics.IN_FLIGHT.dec()
@@ -99,10 +115,15 @@ class RequestContextMiddleware:
             )
             request_id.reset(token)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
-        response.headers["connection"] = "close"
-        await response(scope, receive, send)
+    def _too_large(self) -> JSONResponse:
+        return _closing(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
+
+
+def _closing(status: int, message: str) -> JSONResponse:
+    """An error response that closes the connection (the rest of the body is never read)."""
+    response = error_response(status, message)
+    response.headers["connection"] = "close"
+    return response
 
 
 def _declared_length(headers: dict[bytes, bytes]) -> int | None:

@@ -45,15 +45,16 @@ class Settings(BaseSettings):
         le=3600,
         description="Time accepted requests get to finish once the listener closes.",
     )
-    drain_seconds: float = Field(
-        default=0.0,
-        ge=0,
-        le=300,
-        description="After SIGTERM, time the server keeps accepting with /readyz at 503, before it closes"
-        " the listener: for load balancers that poll /readyz (Kubernetes' preStop sleep does this there).",
-    )
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="Time a request has to send its headers (slow clients)."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Time a request has, after its headers, to send its body."
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections (and requests) a worker holds at once; beyond it, new requests get 503.",
     )
     micro_batching: bool = Field(
         default=True,

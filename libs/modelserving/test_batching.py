@@ -1,12 +1,15 @@
-"""Micro-batching: concurrent requests share predict calls, each gets exactly its own rows back."""
+"""The inference queue: predictions on their own thread, batches formed while the model runs,
+each request getting exactly its own rows back."""
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
 from pydantic import BaseModel
 
-from modelserving.batching import MicroBatcher
+from modelserving.batching import InferenceQueue
 
 
 class Doubled(BaseModel):
@@ -15,14 +18,22 @@ class Doubled(BaseModel):
 
 
 class Model:
-    """Doubles each row; records the size of every call."""
+    """Doubles each row; records every call's size and thread; can be held mid-call."""
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.calls: list[int] = []
+        self.threads: set[str] = set()
         self.fail_on = fail_on
+        self.running = threading.Event()  # set while a call runs
+        self.release = threading.Event()
+        self.release.set()
 
     def __call__(self, rows: Sequence[int]) -> Doubled:
         self.calls.append(len(rows))
+        self.threads.add(threading.current_thread().name)
+        self.running.set()
+        self.release.wait(5)
+        self.running.clear()
         if self.fail_on is not None and self.fail_on in rows:
             raise ValueError(f"bad row {self.fail_on}")
         return Doubled(predictions=[2 * row for row in rows])
@@ -33,87 +44,102 @@ def predictions(response: BaseModel | BaseException) -> list[int]:
     return response.predictions
 
 
-def test_a_lone_request_is_predicted_at_once_in_one_call() -> None:
+@asynccontextmanager
+async def running(model: Model, **options: object) -> AsyncIterator[InferenceQueue]:
+    queue = InferenceQueue(model, "predictions", **{"max_rows": 100, **options})  # type: ignore[arg-type]
+    queue.start()
+    try:
+        yield queue
+    finally:
+        await asyncio.to_thread(queue.stop, 5)
+
+
+async def wait_until_running(model: Model) -> None:
+    assert await asyncio.to_thread(model.running.wait, 5), "the model was never called"
+
+
+def test_a_request_is_predicted_on_the_inference_thread_not_the_event_loop() -> None:
     model = Model()
 
     async def scenario() -> BaseModel:
-        return await MicroBatcher(model, "predictions", max_rows=100).predict([1, 2])
+        async with running(model, name="the-inference-thread") as queue:
+            return await queue.infer([1, 2])
 
     assert predictions(asyncio.run(scenario())) == [2, 4]
     assert model.calls == [2]
+    assert model.threads == {"the-inference-thread"}
 
 
-@pytest.mark.parametrize(
-    ("alone", "max_wait", "calls"), [(True, 0.0, [2, 2]), (False, 0.0, [4]), (True, 0.01, [4])]
-)
-def test_a_request_alone_in_the_process_skips_the_loop_turn_unless_batches_are_held_open(
-    alone: bool, max_wait: float, calls: list[int]
-) -> None:
-    """Two requests started together: when each is told it is alone, neither waits for the other."""
+def test_the_event_loop_keeps_running_while_the_model_computes() -> None:
     model = Model()
-    batcher = MicroBatcher(model, "predictions", max_rows=100, max_wait=max_wait, alone=lambda: alone)
+    model.release.clear()
+
+    async def scenario() -> tuple[int, list[int]]:
+        async with running(model) as queue:
+            prediction = asyncio.create_task(queue.infer([1]))
+            await wait_until_running(model)
+            ticks = 0
+            for _ in range(20):  # the loop turns while the model is held mid-call
+                await asyncio.sleep(0.001)
+                ticks += 1
+            model.release.set()
+            return ticks, predictions(await prediction)
+
+    assert asyncio.run(scenario()) == (20, [2])
+
+
+def test_requests_that_arrive_while_the_model_runs_form_the_next_batch() -> None:
+    model = Model()
+    model.release.clear()
 
     async def scenario() -> list[BaseModel]:
-        return list(await asyncio.gather(batcher.predict([1, 2]), batcher.predict([3, 4])))
-
-    assert [predictions(r) for r in asyncio.run(scenario())] == [[2, 4], [6, 8]]
-    assert model.calls == calls
-
-
-def test_concurrent_requests_share_calls_and_each_gets_its_own_rows() -> None:
-    model = Model()
-    batcher = MicroBatcher(model, "predictions", max_rows=1000)
-    requests = [[i, i + 100] for i in range(20)]
-
-    async def scenario() -> list[BaseModel]:
-        return await asyncio.gather(*(batcher.predict(rows) for rows in requests))
+        async with running(model) as queue:
+            first = asyncio.create_task(queue.infer([0]))
+            await wait_until_running(model)
+            waiting = [asyncio.create_task(queue.infer([i, i + 100])) for i in range(1, 9)]
+            await asyncio.sleep(0.05)  # all eight queued behind the running call
+            model.release.set()
+            return [await first, *await asyncio.gather(*waiting)]
 
     responses = asyncio.run(scenario())
-    assert [predictions(r) for r in responses] == [[2 * a, 2 * b] for a, b in requests]
+    assert [predictions(r) for r in responses] == [[0]] + [[2 * i, 2 * i + 200] for i in range(1, 9)]
     assert all(isinstance(r, Doubled) and r.note == "x" for r in responses)
-    assert sum(model.calls) == 40
-    assert len(model.calls) < len(requests), f"no batching: calls of {model.calls}"
+    assert model.calls == [1, 16]
+
+
+def test_with_batching_off_every_request_is_its_own_call() -> None:
+    model = Model()
+    model.release.clear()
+
+    async def scenario() -> list[BaseModel]:
+        async with running(model, batching=False) as queue:
+            first = asyncio.create_task(queue.infer([0]))
+            await wait_until_running(model)
+            waiting = [asyncio.create_task(queue.infer([i])) for i in range(1, 5)]
+            await asyncio.sleep(0.05)
+            model.release.set()
+            return [await first, *await asyncio.gather(*waiting)]
+
+    assert [predictions(r) for r in asyncio.run(scenario())] == [[2 * i] for i in range(5)]
+    assert model.calls == [1, 1, 1, 1, 1]
 
 
 def test_a_batch_never_exceeds_max_rows() -> None:
     model = Model()
-    batcher = MicroBatcher(model, "predictions", max_rows=5)
+    model.release.clear()
 
-    async def scenario() -> list[BaseModel]:
-        return await asyncio.gather(*(batcher.predict([i, i]) for i in range(10)))
+    async def scenario() -> None:
+        async with running(model, max_rows=5) as queue:
+            first = asyncio.create_task(queue.infer([0, 0]))
+            await wait_until_running(model)
+            waiting = [asyncio.create_task(queue.infer([i, i])) for i in range(1, 10)]
+            await asyncio.sleep(0.05)
+            model.release.set()
+            await asyncio.gather(first, *waiting)
 
     asyncio.run(scenario())
-    assert max(model.calls) <= 5
+    assert max(model.calls) == 4  # two requests of two rows; a third would make six
     assert sum(model.calls) == 20
-
-
-def test_a_failing_call_fails_only_the_requests_in_it() -> None:
-    model = Model(fail_on=3)
-    batcher = MicroBatcher(model, "predictions", max_rows=4)
-
-    async def scenario() -> list[BaseModel | BaseException]:
-        return await asyncio.gather(*(batcher.predict([i, i]) for i in range(6)), return_exceptions=True)
-
-    results = asyncio.run(scenario())
-    failed = [i for i, result in enumerate(results) if isinstance(result, ValueError)]
-    assert 3 in failed
-    assert len(failed) < len(results)
-    assert all(predictions(results[i]) == [2 * i, 2 * i] for i in range(6) if i not in failed)
-
-
-def test_waiting_for_company_batches_requests_that_arrive_apart() -> None:
-    model = Model()
-    batcher = MicroBatcher(model, "predictions", max_rows=100, max_wait=0.05)
-
-    async def late(rows: list[int]) -> BaseModel:
-        await asyncio.sleep(0.01)
-        return await batcher.predict(rows)
-
-    async def scenario() -> tuple[BaseModel, BaseModel]:
-        return await asyncio.gather(batcher.predict([1]), late([2]))
-
-    asyncio.run(scenario())
-    assert model.calls == [2]
 
 
 @pytest.mark.parametrize("max_rows", [1, 3])
@@ -121,6 +147,78 @@ def test_a_request_bigger_than_max_rows_still_goes_alone(max_rows: int) -> None:
     model = Model()
 
     async def scenario() -> BaseModel:
-        return await MicroBatcher(model, "predictions", max_rows=max_rows).predict([1, 2, 3, 4])
+        async with running(model, max_rows=max_rows) as queue:
+            return await queue.infer([1, 2, 3, 4])
 
     assert predictions(asyncio.run(scenario())) == [2, 4, 6, 8]
+
+
+def test_a_failing_call_fails_only_the_requests_in_it() -> None:
+    model = Model(fail_on=3)
+    model.release.clear()
+
+    async def scenario() -> list[BaseModel | BaseException]:
+        async with running(model, max_rows=4) as queue:
+            first = asyncio.create_task(queue.infer([0, 0]))
+            await wait_until_running(model)
+            waiting = [asyncio.create_task(queue.infer([i, i])) for i in range(1, 6)]
+            await asyncio.sleep(0.05)
+            model.release.set()
+            return list(await asyncio.gather(first, *waiting, return_exceptions=True))
+
+    results = asyncio.run(scenario())
+    assert model.calls == [2, 4, 4, 2]  # batches [0], [1 2], [3 4], [5]
+    failed = [i for i, result in enumerate(results) if isinstance(result, ValueError)]
+    assert failed == [3, 4]
+    assert all(predictions(results[i]) == [2 * i, 2 * i] for i in range(6) if i not in failed)
+
+
+def test_waiting_for_company_batches_requests_that_arrive_apart() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, max_wait=0.2) as queue:
+
+            async def late(rows: list[int]) -> BaseModel:
+                await asyncio.sleep(0.02)
+                return await queue.infer(rows)
+
+            await asyncio.gather(queue.infer([1]), late([2]))
+
+    asyncio.run(scenario())
+    assert model.calls == [2]
+
+
+def test_a_request_whose_client_left_does_not_disturb_the_others() -> None:
+    model = Model()
+    model.release.clear()
+
+    async def scenario() -> list[int]:
+        async with running(model) as queue:
+            first = asyncio.create_task(queue.infer([0]))
+            await wait_until_running(model)
+            gone = asyncio.create_task(queue.infer([1]))
+            kept = asyncio.create_task(queue.infer([2]))
+            await asyncio.sleep(0.02)
+            gone.cancel()
+            model.release.set()
+            await first
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            return predictions(await kept)
+
+    assert asyncio.run(scenario()) == [4]
+
+
+def test_a_stopped_queue_predicts_what_was_queued_and_refuses_more() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        queue = InferenceQueue(model, "predictions", max_rows=10)
+        queue.start()
+        assert predictions(await queue.infer([1])) == [2]
+        await asyncio.to_thread(queue.stop, 5)
+        with pytest.raises(RuntimeError, match="stopped"):
+            await queue.infer([2])
+
+    asyncio.run(scenario())

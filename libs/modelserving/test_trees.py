@@ -5,7 +5,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from modelserving.artifacts import NPZ
@@ -98,3 +100,38 @@ def test_a_forest_of_more_than_two_classes_is_refused() -> None:
     model = DecisionTreeClassifier(max_depth=2).fit(FEATURES, LABELS + (FEATURES[:, 3] > 2))
     with pytest.raises(ValueError, match="only binary classifiers"):
         TreeEnsemble.from_forest(model)
+
+
+def test_a_loss_with_another_link_is_refused() -> None:
+    model = GradientBoostingClassifier(loss="exponential", n_estimators=5, random_state=0).fit(
+        FEATURES, LABELS
+    )
+    with pytest.raises(ValueError, match="loss='exponential' cannot be converted"):
+        TreeEnsemble.from_gradient_boosting(model)
+
+
+@pytest.mark.parametrize(
+    "init",
+    [DummyClassifier(strategy="most_frequent"), LogisticRegression()],
+    ids=["most_frequent", "logistic"],
+)
+def test_an_initial_estimator_other_than_the_prior_is_refused(init: Any) -> None:
+    model = GradientBoostingClassifier(init=init, n_estimators=5, random_state=0).fit(FEATURES, LABELS)
+    with pytest.raises(ValueError, match="init=.* cannot be converted"):
+        TreeEnsemble.from_gradient_boosting(model)
+
+
+@pytest.mark.parametrize("model_type", [GradientBoostingClassifier, GradientBoostingRegressor])
+def test_a_zero_initial_estimator_is_reproduced(model_type: Any) -> None:
+    model = model_type(init="zero", n_estimators=20, max_depth=3, random_state=0).fit(FEATURES, LABELS)
+    ensemble = TreeEnsemble.from_gradient_boosting(model)
+    expected = model.decision_function(PROBE) if hasattr(model, "classes_") else model.predict(PROBE)
+    assert ensemble.base == 0.0
+    assert np.abs(ensemble.raw(PROBE) - expected).max() < 1e-12
+
+
+def test_a_multi_class_model_is_refused() -> None:
+    three_classes = LABELS + (FEATURES[:, 3] > 2)
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(FEATURES, three_classes)
+    with pytest.raises(ValueError, match="only binary classifiers can be converted, not 3 classes"):
+        TreeEnsemble.from_gradient_boosting(model)

@@ -201,3 +201,9 @@ def test_a_body_that_is_not_json_is_refused(client: TestClient) -> None:
         client.post(INFER, content=b"{", headers={"content-type": "application/json"}), 400, "Invalid JSON"
     )
     assert_protocol_error(client.post(INFER, content=b""), 400)
+
+
+def test_wrong_method_on_a_v2_route_is_a_protocol_405(client: TestClient) -> None:
+    response = client.get(INFER)
+    assert_protocol_error(response, 405)
+    assert response.headers["allow"] == "POST"

@@ -64,10 +64,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(module: str, **env: str) -> subprocess.Popen[str]:
-    """Start `python -m <module>` (a service's real server process) with extra environment."""
+def start_server(module: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """Start `python -m <module> [args]` (a service's real server process) with extra environment."""
     return subprocess.Popen(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *args],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -88,14 +88,15 @@ def wait_until_ready(process: subprocess.Popen[str], url: str, timeout: float = 
 
 
 @contextmanager
-def running_server(module: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running_server(module: str, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A ready server process on a free loopback port, and its URL; killed afterwards if still up.
 
+    The port is in PORT (the project's `serve`) and UVICORN_PORT (`python -m uvicorn`).
     Its output is piped and read when it stops: for long runs keep LOG_LEVEL at warning, or
     the access log fills the pipe and the server blocks writing to it.
     """
     port = free_port()
-    process = start_server(module, PORT=str(port), **env)
+    process = start_server(module, *args, PORT=str(port), UVICORN_PORT=str(port), **env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, url)
@@ -109,6 +110,16 @@ def running_server(module: str, **env: str) -> Iterator[tuple[subprocess.Popen[s
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.communicate()
+
+
+def predict_calls(url: str, model: str) -> tuple[float, float]:
+    """(predict calls, rows predicted) so far by the server at `url`, from its /metrics."""
+    text = httpx.get(f"{url}/metrics").text
+    figures = dict(line.split(" ") for line in text.splitlines() if line.startswith("model_batch_size_"))
+    count, total = (
+        figures.get(f'model_batch_size_{name}{{model="{model}"}}', "0") for name in ("count", "sum")
+    )
+    return float(count), float(total)
 
 
 def status_of_request_in_flight_at(stop: Callable[[], object], url: str, path: str, body: bytes) -> int:

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 _ARRAYS = ("feature", "threshold", "value")
+# Losses whose raw output is what callers read: log-odds (binary log loss) or the prediction itself.
+_GRADIENT_BOOSTING_LOSSES = frozenset({"log_loss", "squared_error", "absolute_error", "huber", "quantile"})
 # (tree, row) pairs walked together: each temporary stays under glibc's 128 kB mmap threshold, so it
 # comes from the heap. Larger ones were fresh, page-faulted memory every time (1000 rows, 300 trees:
 # 21 ms in the service instead of 5).
@@ -115,14 +117,38 @@ class TreeEnsemble:
     def from_gradient_boosting(cls, model: Any) -> TreeEnsemble:
         """A fitted scikit-learn `GradientBoostingClassifier` (binary) or `GradientBoostingRegressor`.
 
-        `raw` is then the model's `decision_function` (log-odds for a classifier).
+        `raw` is then the model's `decision_function` (log-odds for a classifier; the prediction
+        for a regressor). What `raw` cannot reproduce is refused: a loss with another link
+        (`exponential`), an initial estimator other than the default constant or `"zero"`, and
+        more than two classes.
         """
-        if model.estimators_.shape[1] != 1:
-            raise ValueError("only binary classifiers and single-output regressors can be converted")
+        from sklearn.dummy import DummyClassifier, DummyRegressor  # training only
+
+        loss = model.get_params()["loss"]
+        if loss not in _GRADIENT_BOOSTING_LOSSES:
+            raise ValueError(
+                f"loss={loss!r} cannot be converted: its link is not the log-odds or identity callers apply;"
+                f" use one of {sorted(_GRADIENT_BOOSTING_LOSSES)}"
+            )
+        classes = getattr(model, "classes_", None)
+        if classes is not None and len(classes) != 2:
+            raise ValueError(f"only binary classifiers can be converted, not {len(classes)} classes")
+        init = model.init_
+        zero = isinstance(init, str) and init == "zero"
+        prior = (
+            isinstance(init, DummyClassifier) and init.strategy == "prior" or isinstance(init, DummyRegressor)
+        )
+        if not (zero or prior):
+            raise ValueError(
+                f"init={init!r} cannot be converted: only the default prior (init=None) or 'zero'"
+            )
         trees = [estimator.tree_ for estimator in model.estimators_[:, 0]]
-        probe = np.zeros((1, model.n_features_in_))
-        # The initial estimator's output: a constant for the default (prior) init.
-        base = float(model._raw_predict_init(probe)[0, 0])
+        base = 0.0
+        if prior:  # its constant, by public API: the model's raw output less its trees'
+            probe = np.zeros((1, model.n_features_in_))
+            raw = model.decision_function(probe) if classes is not None else model.predict(probe)
+            from_trees = sum(estimator.predict(probe)[0] for estimator in model.estimators_[:, 0])
+            base = float(np.ravel(raw)[0] - model.learning_rate * from_trees)
         return cls._of(trees, lambda tree, node: tree.value[node, 0, 0] * model.learning_rate, base, model)
 
     @classmethod

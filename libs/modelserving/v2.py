@@ -12,24 +12,30 @@ Inputs become the service's typed rows, validated by the same pydantic model as
 its typed route: either one input per field (as MLServer's pandas codec sends a
 table; BYTES for strings) or, for services that declare `v2_tensor_input`, one
 numeric [N, features] tensor. The typed response's list of predictions becomes
-one output per field. Errors are the protocol's `{"error": "..."}`.
+one output per field. The routes' errors are the protocol's `{"error": "..."}`
+(`ProtocolRoute`); the model routes take the service's auth dependency, if any.
 """
 
 import math
 import types
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import Enum
 from typing import Annotated, Any, Literal, NotRequired
 
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from typing_extensions import TypedDict  # noqa: UP035 (pydantic needs this one before Python 3.12)
 
+from modelserving.auth import UNAUTHORIZED
 from modelserving.bodies import documented_body, read_json, schema_components
 from modelserving.docs import extend_openapi
-from modelserving.errors import field_path, protocol_error_response
+from modelserving.errors import field_path, validation_failures
 from modelserving.logs import request_id
 from modelserving.service import ModelService, Runtime
 from modelserving.settings import Settings
@@ -48,7 +54,16 @@ ACCEPTED: dict[type, tuple[frozenset[str], Datatype]] = {
     str: (frozenset({"BYTES"}), "BYTES"),
 }
 Data = list[Any]
-_JSON: TypeAdapter[Any] = TypeAdapter(Any)  # serialises plain values in pydantic-core
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
+_METHODS = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+]  # serialises plain values in pydantic-core
 
 
 class TensorMetadata(BaseModel):
@@ -130,6 +145,34 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def protocol_error_response(status: int, message: str) -> JSONResponse:
+    """The Open Inference Protocol's error body: `{"error": message}`."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class ProtocolRoute(APIRoute):
+    """A v2 route: whatever it refuses answers in the protocol's own error body, and invalid
+    requests are 400s (the protocol has no 422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_in_protocol_terms(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except ProtocolError as error:
+                return protocol_error_response(error.status, error.message)
+            except RequestValidationError as error:
+                summary, _ = validation_failures(error)
+                return protocol_error_response(400, summary)
+            except HTTPException as error:
+                response = protocol_error_response(error.status_code, str(error.detail))
+                response.headers.update(error.headers or {})
+                return response
+
+        return handle_in_protocol_terms
 
 
 def _base_type(annotation: Any) -> type:
@@ -384,9 +427,12 @@ def add_v2_routes(
     runtime: Runtime,
     config: Settings,
     predict_rows: Callable[[Sequence[Any]], Awaitable[BaseModel]],
+    protect: Sequence[Any] = (),
 ) -> None:
+    """The protocol's routes on `app`; `protect`: dependencies of the model routes (auth)."""
     codec = V2Codec(service, config.max_batch_size)
     tags: list[str | Enum] = ["open inference protocol (v2)"]
+    router = APIRouter(route_class=ProtocolRoute)
     errors: dict[int | str, dict[str, Any]] = {
         status: {"description": description, "content": {"application/json": {"example": {"error": "..."}}}}
         for status, description in {400: "Invalid request", 404: "Unknown model or version"}.items()
@@ -450,15 +496,20 @@ def add_v2_routes(
         return readiness_of(model_name, model_version)
 
     # Optional protocol fields are left out rather than sent as null.
-    options: dict[str, Any] = {"tags": tags, "responses": errors, "response_model_exclude_none": True}
+    options: dict[str, Any] = {
+        "tags": tags,
+        "responses": {**errors, **(UNAUTHORIZED if protect else {})},
+        "response_model_exclude_none": True,
+        "dependencies": list(protect),
+    }
     shapes: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
         ("/v2/models/{model_name}", model_metadata, model_ready),
         ("/v2/models/{model_name}/versions/{model_version}", model_version_metadata, model_version_ready),
     ]
     for base, metadata, ready in shapes:
-        app.add_api_route(base, metadata, methods=["GET"], **options)
-        app.add_api_route(f"{base}/ready", ready, methods=["GET"], **options)
-        app.add_api_route(
+        router.add_api_route(base, metadata, methods=["GET"], **options)
+        router.add_api_route(f"{base}/ready", ready, methods=["GET"], **options)
+        router.add_api_route(
             f"{base}/infer",
             infer,
             methods=["POST"],
@@ -468,20 +519,35 @@ def add_v2_routes(
         )
     extend_openapi(app, schema_components(INFERENCE_REQUEST))
 
-    @app.get("/v2", tags=tags)
+    @router.get("/v2", tags=tags)
     def server_metadata() -> ServerMetadata:
         return ServerMetadata(name=service.name, version=config.app_revision, extensions=[])
 
-    @app.get("/v2/health/live", tags=tags)
+    @router.get("/v2/health/live", tags=tags)
     def server_live() -> LiveResponse:
         return LiveResponse(live=True)
 
-    @app.get("/v2/health/ready", tags=tags, responses={503: {"model": ReadyResponse}})
+    @router.get("/v2/health/ready", tags=tags, responses={503: {"model": ReadyResponse}})
     def server_ready() -> Any:
         if runtime.ready and not runtime.draining:
             return ReadyResponse(ready=True)
         return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
 
-    @app.exception_handler(ProtocolError)
-    def protocol_error(request: Request, error: ProtocolError) -> JSONResponse:
-        return protocol_error_response(error.status, error.message)
+    known_routes = list(router.routes)
+
+    # Last: any other /v2 path, so that it too answers in the protocol's terms.
+    @router.api_route("/v2/{path:path}", methods=_METHODS, include_in_schema=False)
+    def unknown_route(request: Request) -> Response:
+        allowed = sorted(
+            method
+            for route in known_routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] == Match.PARTIAL
+            for method in route.methods or ()
+        )
+        if allowed:
+            response = protocol_error_response(405, f"method {request.method} not allowed")
+            response.headers["allow"] = ", ".join(allowed)
+            return response
+        raise ProtocolError(404, f"no route {request.url.path}")
+
+    app.include_router(router)

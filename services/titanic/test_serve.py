@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from modelserving.testing import running_server, start_server, status_of_request_in_flight_at
+from modelserving.testing import predict_calls, running_server, start_server, status_of_request_in_flight_at
 from titanic.main import SERVICE
 
 
@@ -92,18 +92,7 @@ def test_metrics_add_up_across_workers() -> None:
 
 
 def test_concurrent_requests_share_predict_calls() -> None:
-    """Over a real server (whose protocol counts the requests being answered), requests that are
-    in flight together are batched; a lone request skips the batcher's wait (test_batching.py)."""
-
-    def batches(url: str) -> tuple[float, float]:
-        """(predict calls, rows predicted) so far; no line before the first prediction."""
-        text = httpx.get(f"{url}/metrics").text
-        figures = dict(line.split(" ") for line in text.splitlines() if line.startswith("model_batch_size_"))
-        count, total = (
-            figures.get(f'model_batch_size_{name}{{model="titanic"}}', "0") for name in ("count", "sum")
-        )
-        return float(count), float(total)
-
+    """Over a real server, requests in flight together are predicted in shared calls."""
     passenger = [SERVICE.examples[0].model_dump()]
     with running_server("titanic.main", LOG_LEVEL="WARNING") as (_, url):
 
@@ -112,10 +101,10 @@ def test_concurrent_requests_share_predict_calls() -> None:
                 path = f"{url}/predict_survival_by_passengers"
                 return [client.post(path, json=passenger).status_code for _ in range(10)]
 
-        calls_before, rows_before = batches(url)
+        calls_before, rows_before = predict_calls(url, "titanic")
         with ThreadPoolExecutor(16) as pool:
             statuses = [status for ten in pool.map(post_ten, range(16)) for status in ten]
-        calls_after, rows_after = batches(url)
+        calls_after, rows_after = predict_calls(url, "titanic")
     assert statuses == [200] * 160
     assert rows_after - rows_before == 160
     assert calls_after - calls_before < 160, "no request shared a predict call"

@@ -42,6 +42,7 @@ def v2_with(raw_value: str) -> bytes:
 
 
 HEADER_TIMEOUT = 3.0
+BODY_TIMEOUT = 3.0
 DEEP = b"[" * 100_000 + b"]" * 100_000
 CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
     "malformed JSON": (TYPED, JSON, b'[{"PassengerId": 1,'),
@@ -74,10 +75,12 @@ CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with running_server("titanic.main", LOG_LEVEL="WARNING", HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT)) as (
-        process,
-        url,
-    ):
+    with running_server(
+        "titanic.main",
+        LOG_LEVEL="WARNING",
+        HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+    ) as (process, url):
         yield url
         assert process.poll() is None, "the server died"
 
@@ -157,3 +160,54 @@ def test_a_client_sending_headers_a_byte_a_second_is_disconnected_while_others_a
     record_property("closed_after_s", round(closed_after, 1))
     assert HEADER_TIMEOUT - 0.5 <= closed_after <= HEADER_TIMEOUT + 3, closed_after
     assert_still_serving(server)
+
+
+def trickle_body(url: str, **headers: str) -> tuple[bytes, float]:
+    """Send a POST's headers, then its declared body a byte every 0.2 s: what came back, and
+    the seconds until the server closed the connection."""
+    port = int(url.rsplit(":", 1)[1])
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = (
+        f"POST {TYPED} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{extra}"
+        f"content-length: {len(GOOD)}\r\n\r\n"
+    ).encode()
+    received = b""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+        slow.sendall(head)
+        slow.settimeout(0.2)
+        for byte in GOOD:
+            try:
+                slow.sendall(bytes([byte]))
+                chunk = slow.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if chunk == b"":
+                break
+            received += chunk
+        else:
+            pytest.fail(f"the server read the whole trickled body; it answered {received[:200]!r}")
+    return received, time.monotonic() - started
+
+
+def test_a_client_trickling_its_body_gets_408_and_is_disconnected(
+    server: str, record_property: Callable[[str, object], None]
+) -> None:
+    received, closed_after = trickle_body(server)
+    record_property("closed_after_s", round(closed_after, 1))
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert BODY_TIMEOUT - 0.5 <= closed_after <= BODY_TIMEOUT + 3, closed_after
+    assert_still_serving(server)
+
+
+def test_a_refused_client_trickling_its_body_is_disconnected_at_once() -> None:
+    """A 401 is sent before the body is read; the connection then closes rather than wait for it."""
+    with running_server("titanic.main", LOG_LEVEL="WARNING", AUTH_TOKEN="a-token-of-enough-length") as (
+        _,
+        url,
+    ):
+        received, closed_after = trickle_body(url)
+    assert received.startswith(b"HTTP/1.1 401"), received[:200]
+    assert closed_after < 2, closed_after

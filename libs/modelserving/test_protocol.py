@@ -1,0 +1,14 @@
+"""The header-deadline protocol subclasses uvicorn's internals: pinned to the version it was read against."""
+
+from importlib.metadata import version
+
+from modelserving.protocol import UVICORN_VERSION
+
+
+def test_uvicorn_is_the_version_the_protocol_was_written_against() -> None:
+    installed = version("uvicorn")
+    assert installed == UVICORN_VERSION, (
+        f"uvicorn {installed} is installed, but modelserving/protocol.py subclasses the internals of"
+        f" uvicorn {UVICORN_VERSION}: re-read HttpToolsProtocol (connection_made, on_message_begin,"
+        " on_headers_complete, connection_lost, app_state, loop, transport), then update UVICORN_VERSION"
+    )
