@@ -121,6 +121,12 @@ def table(report: dict[str, Any]) -> str:
             f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors'] + r['non_2xx']:>6}"
             f" {'/'.join(map(str, r['worker_rss_mb'])):>14}"
         )
+    for name, figures in report.get("slow_model", {}).items():
+        label = f"slow model (300 ms per call): {name}"
+        lines.append(
+            f"{label:<50} {1:>7} {'':>4} {figures['requests_per_second']:>9.1f}"
+            f" {figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f} {figures['errors']:>6}"
+        )
     lines.append("")
     lines.append(f"start-up to /readyz 200 (s): {report['startup_seconds']}")
     for name, ratio in report.get("ratios", {}).items():

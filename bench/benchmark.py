@@ -25,6 +25,7 @@ on a number (the harness's smoke test only checks that it measures).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -94,8 +95,15 @@ APPS = {
     "iris": "services.iris/serve.pex",
     "diabetes": "services.diabetes/serve.pex",
     "baseline": "bench.baseline/baseline.pex",
+    "slow": "tests.reliability/slow_model_serve.pex",
 }
-PACKAGES = ["services/titanic:serve", "services/iris:serve", "services/diabetes:serve", "bench/baseline"]
+PACKAGES = [
+    "services/titanic:serve",
+    "services/iris:serve",
+    "services/diabetes:serve",
+    "bench/baseline",
+    "tests/reliability:slow_model_serve",
+]
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,11 @@ SCENARIOS = [
     Scenario(
         "baseline (seed style), 1 passenger", "baseline", "/predict_survival_by_passengers", [PASSENGER]
     ),
+]
+
+SLOW_SCENARIOS = [
+    Scenario("slow model, 1 passenger", "slow", "/predict_survival_by_passengers", [PASSENGER]),
+    Scenario("/livez, while the slow model is loaded", "slow", "/livez"),
 ]
 
 
@@ -235,12 +248,19 @@ def worker_rss_mb(process: subprocess.Popen[bytes]) -> list[float]:
 
 
 LONGEST_SLICE = 8  # seconds; wrk's own request timeout is 10 s
+_SCRIPT_NUMBERS = itertools.count()
 
 
 def wrk(
     url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
 ) -> dict[str, int]:
-    script = scratch / "scenario.lua"
+    return wrk_result(start_wrk(url, scenario, concurrency, seconds, scratch, pin))
+
+
+def start_wrk(
+    url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
+) -> subprocess.Popen[str]:
+    script = scratch / f"scenario-{next(_SCRIPT_NUMBERS)}.lua"  # wrk runs may overlap
     script.write_text(scenario.lua())
     command = [
         "wrk",
@@ -253,7 +273,13 @@ def wrk(
         str(script),
         url + scenario.path,
     ]
-    output = subprocess.run(on_cpu(LOAD_CPU, command, pin), capture_output=True, text=True, check=True).stdout
+    return subprocess.Popen(on_cpu(LOAD_CPU, command, pin), stdout=subprocess.PIPE, text=True)
+
+
+def wrk_result(process: subprocess.Popen[str]) -> dict[str, int]:
+    output, _ = process.communicate()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, process.args, output)
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     result: dict[str, int] = json.loads(line.removeprefix("RESULT "))
     return result
@@ -463,6 +489,29 @@ def measure_once(
     return startup, results
 
 
+def slow_model(pexes: Path, seconds: float) -> dict[str, Any]:
+    """A model that computes 300 ms per call (tests/reliability/slow_model.py) under 16 clients,
+    and /livez polled by one more client meanwhile: the event loop's latency behind a busy model."""
+    predict, probe = SLOW_SCENARIOS
+    with tempfile.TemporaryDirectory() as scratch_dir, running(
+        pexes / APPS["slow"], 1, True, Path(scratch_dir)
+    ) as (url, _, _):
+        scratch = Path(scratch_dir)
+        wrk(url, predict, 16, 2, scratch, pin=True)  # warm-up
+        loaded = start_wrk(url, predict, 16, seconds, scratch, pin=True)
+        probed = start_wrk(url, probe, 1, seconds - 1, scratch, pin=True)
+        figures = {"predict_c16": wrk_result(loaded), "livez_c1_meanwhile": wrk_result(probed)}
+    return {
+        name: {
+            "requests_per_second": round(one["requests"] / (one["duration_us"] / 1e6), 1),
+            "p50_ms": one["p50_us"] / 1000,
+            "p99_ms": one["p99_us"] / 1000,
+            "errors": one["errors"] + one["non_2xx"],
+        }
+        for name, one in figures.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -487,6 +536,9 @@ def main(argv: list[str] | None = None) -> None:
         full=not arguments.quick,
         rounds=arguments.rounds,
     )
+    if not arguments.quick:
+        print("slow model (300 ms per call)", flush=True)
+        report["slow_model"] = slow_model(repo / "dist", seconds=10)
     write(report, repo / arguments.output)
 
 
