@@ -1,38 +1,33 @@
-"""Turns a `ModelService` into a complete FastAPI app.
+"""Turns a `ModelService` into a complete FastAPI app: a data plane and thin routers over it.
 
-`create_app` adds everything every service shares: the typed predict route,
-the Open Inference Protocol (v2) routes, health checks, Kubernetes probes,
-error bodies, request ids and access logs, and loading of the verified model.
+`create_app` builds the worker's `DataPlane` (the model, readiness, `infer`) and
+puts every shared API over it: the typed predict route, the Open Inference
+Protocol (v2, `v2.py`), health checks and Kubernetes probes, metrics; then error
+bodies, request ids, access logs, body limits and auth around them.
 """
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field, TypeAdapter, create_model
 
 from modelserving import metrics
-from modelserving.artifacts import load_model
 from modelserving.auth import UNAUTHORIZED, BearerAuth, configured_tokens
-from modelserving.batching import InferenceQueue
 from modelserving.bodies import documented_body, read_json, schema_components
+from modelserving.dataplane import DataPlane, NotReady
 from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.middleware import RequestContextMiddleware
-from modelserving.process import freeze_survivors, set_up_worker
+from modelserving.process import set_up_worker
 from modelserving.protocol import HEADER_TIMEOUT_STATE
-from modelserving.service import ModelService, Runtime
+from modelserving.service import ModelService
 from modelserving.settings import Settings, load_settings
-from modelserving.v2 import add_v2_routes, prediction_list_field
-
-log = logging.getLogger("modelserving")
+from modelserving.v2 import add_v2_routes
 
 
 class ModelInfo(BaseModel):
@@ -74,34 +69,14 @@ class Readiness(BaseModel):
 
 def create_app(service: ModelService[Any, Any], settings: Settings | None = None) -> FastAPI:
     config = settings or load_settings()
-    model_dir = config.model_dir or service.model_dir
-    runtime = Runtime(booted_at=datetime.now(UTC))
     set_up_worker(config)
-    inference = _inference_queue(service, runtime, config)
-    predict_rows = inference.infer
+    plane = DataPlane(service, config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        load_started = time.perf_counter()
-        loaded = await asyncio.to_thread(
-            load_model, model_dir, expected_name=service.name, artifact_format=service.artifact_format
-        )
-        service.model_version(loaded.card)  # a version clients could not be sent stops start-up here
-        metrics.MODEL_LOAD_SECONDS.labels(service.name, loaded.card.version).set(
-            time.perf_counter() - load_started
-        )
-        if service.prepare is not None:
-            loaded = await asyncio.to_thread(service.prepare, loaded)
-        await asyncio.to_thread(service.predict, loaded, list(service.examples))
-        freeze_survivors()
-        inference.start()
-        runtime.model = loaded
-        runtime.ready = True
-        log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
+        await plane.load()
         yield {HEADER_TIMEOUT_STATE: config.header_timeout_seconds}  # to the server's connections
-        runtime.ready = False
-        runtime.draining = True
-        inference.stop(timeout=config.graceful_shutdown_seconds)
+        await plane.stop()
 
     app = FastAPI(
         title=service.title or f"{service.name} model service",
@@ -114,38 +89,52 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     )
     install_offline_docs(app)
     install_error_handlers(app)
-    tokens = configured_tokens(config)
-    protect = [BearerAuth(tokens).dependency()] if tokens else []
     # mypy 1.1 cannot match Starlette's ParamSpec-based middleware factory type.
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type,call-arg]
         max_body_bytes=config.max_body_bytes,
         body_timeout_seconds=config.body_timeout_seconds,
     )
+    tokens = configured_tokens(config)
+    protect = [BearerAuth(tokens).dependency()] if tokens else []
 
-    batch_example: dict[str, Example] = {
-        "batch": {
-            "summary": f"{len(service.examples)} rows",
-            "value": [item.model_dump(mode="json") for item in service.examples],
-        }
-    }
+    typed, rows_adapter = typed_router(plane, protect)
+    app.include_router(typed)
+    extend_openapi(app, schema_components(rows_adapter))
+    add_v2_routes(app, plane, protect)
+    app.include_router(health_router(plane))
+    app.include_router(metrics_router(protect if config.metrics_require_token else []))
+    return app
 
+
+def typed_router(plane: DataPlane, protect: Sequence[Any]) -> tuple[APIRouter, TypeAdapter[list[Any]]]:
+    """The service's own predict route (a list of its typed rows in, its typed response out),
+    and the adapter that reads its body."""
+    service, config = plane.service, plane.settings
     # The body's item type is the service's, known at run time.
     rows_type: Any = Annotated[
         list[service.item_type],  # type: ignore[name-defined]
         Field(max_length=config.max_batch_size),
     ]
     rows_adapter: TypeAdapter[list[Any]] = TypeAdapter(rows_type)
+    examples: dict[str, Example] = {
+        "batch": {
+            "summary": f"{len(service.examples)} rows",
+            "value": [item.model_dump(mode="json") for item in service.examples],
+        }
+    }
 
     async def predict(request: Request) -> Response:
-        if runtime.model is None:
-            return error_response(503, "model not loaded yet")
         rows: list[Any] = await read_json(request, rows_adapter)
-        response = await predict_rows(rows)
+        try:
+            response = await plane.infer(rows)
+        except NotReady as error:
+            return error_response(503, str(error))
         # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
         return Response(response.model_dump_json(), media_type="application/json")
 
-    app.add_api_route(
+    router = APIRouter()
+    router.add_api_route(
         service.predict_path,
         predict,
         methods=["POST"],
@@ -154,38 +143,27 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         description=f"At most {config.max_batch_size} rows per request.",
         responses={**ERROR_RESPONSES, **(UNAUTHORIZED if protect else {})},
         tags=list(service.tags) or ["prediction"],
-        openapi_extra=documented_body(rows_adapter, examples=batch_example),
-        dependencies=protect,
+        openapi_extra=documented_body(rows_adapter, examples=examples),
+        dependencies=list(protect),
     )
-    extend_openapi(app, schema_components(rows_adapter))
+    return router, rows_adapter
 
-    add_v2_routes(app, service, runtime, config, predict_rows, protect)
 
-    metrics_protect = protect if config.metrics_require_token else []
+def health_router(plane: DataPlane) -> APIRouter:
+    """The original service's health checks, Kubernetes' probes, and `/` to the docs."""
+    service, config = plane.service, plane.settings
+    router = APIRouter()
 
-    @app.get(
-        "/metrics",
-        tags=["monitoring"],
-        response_class=Response,
-        summary="Prometheus metrics",
-        dependencies=metrics_protect,
-        responses=UNAUTHORIZED if metrics_protect else None,
-    )
-    def prometheus_metrics() -> Response:
-        return metrics.metrics_response()
-
-    @app.get("/", include_in_schema=False)
+    @router.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
         return RedirectResponse("/docs")
 
-    health_type = health_check_type(service)
-
-    @app.get("/health_check", tags=["health"], response_model=health_type)
+    @router.get("/health_check", tags=["health"], response_model=health_check_type(service))
     async def health_check() -> Any:
-        card = runtime.model.card if runtime.model else None
+        card = plane.model.card if plane.model else None
         return {
-            "health": "OK" if runtime.ready else "starting",
-            "booted_at": runtime.booted_at,
+            "health": "OK" if plane.ready else "starting",
+            "booted_at": plane.booted_at,
             "version": config.app_revision,
             "aws_region": config.aws_region,
             "k8s_env": config.k8s_env,
@@ -196,43 +174,43 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
             "environment": config.environment,
         }
 
-    @app.get("/health_check/load_balancer", tags=["health"], response_class=Response)
+    @router.get("/health_check/load_balancer", tags=["health"], response_class=Response)
     async def load_balancer_check() -> Response:
         return Response(b"null", media_type="application/json")  # the original's body: JSON null
 
-    @app.get("/livez", tags=["probes"], summary="The process is alive")
+    @router.get("/livez", tags=["probes"], summary="The process is alive")
     async def livez() -> Readiness:
         return Readiness(status="alive")
 
-    @app.get(
+    @router.get(
         "/readyz",
         tags=["probes"],
         summary="The model is loaded and warmed up",
         responses={503: {"model": Readiness, "description": "Starting or shutting down"}},
     )
     async def readyz() -> Any:
-        if runtime.ready and not runtime.draining:
+        state = plane.state
+        if state.ready:
             return Readiness(status="ready")
-        status = "shutting down" if runtime.draining else "starting"
+        status = "shutting down" if state.shutting_down else "starting"
         return JSONResponse({"status": status}, status_code=503)
 
-    return app
+    return router
 
 
-def _inference_queue(service: ModelService[Any, Any], runtime: Runtime, config: Settings) -> InferenceQueue:
-    """The worker's inference thread: the loaded model's responses, in batches if configured."""
+def metrics_router(protect: Sequence[Any]) -> APIRouter:
+    """Prometheus metrics, behind `protect` (auth) if given."""
+    router = APIRouter()
 
-    def run(rows: Sequence[Any]) -> BaseModel:
-        assert runtime.model is not None, "predictions are only routed once the model is loaded"
-        response: BaseModel = metrics.predict(service, runtime.model, rows)
-        return response
-
-    field, _ = prediction_list_field(service.response_type)
-    return InferenceQueue(
-        run,
-        field,
-        max_rows=config.max_batch_size,
-        max_wait=config.batch_wait_microseconds / 1e6,
-        batching=config.micro_batching,
-        name=f"{service.name}-inference",
+    @router.get(
+        "/metrics",
+        tags=["monitoring"],
+        response_class=Response,
+        summary="Prometheus metrics",
+        dependencies=list(protect),
+        responses=UNAUTHORIZED if protect else None,
     )
+    def prometheus_metrics() -> Response:
+        return metrics.metrics_response()
+
+    return router

@@ -10,7 +10,7 @@
   workers of a pod do not fight over its cores.
 - The GIL's switch interval: the event loop thread waits for the inference thread
   to hand the GIL over once per step of its work (each read, write and callback);
-  at CPython's default of 5 ms a probe behind a busy model waited tens of handovers.
+  at CPython's default interval a probe behind a busy model waited for tens of them.
 - The collector (`freeze_survivors`): what is alive once the model is loaded lives
   as long as the process, so it is moved out of the collector's generations, which
   every full collection would otherwise walk.

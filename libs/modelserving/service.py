@@ -1,8 +1,8 @@
-"""What a model service declares (`ModelService`) and its per-process state (`Runtime`)."""
+"""What a model service declares (`ModelService`)."""
 
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -49,11 +49,11 @@ class ModelService(Generic[Item, Prediction]):
             ) from None
 
 
-@dataclass
-class Runtime:
-    """Per-process state: the loaded model and whether traffic should come here."""
-
-    booted_at: datetime
-    model: LoadedModel | None = None
-    ready: bool = False
-    draining: bool = False
+def prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:
+    """The response field holding one prediction per row, e.g. `predictions: list[Prediction]`."""
+    for name, info in response_type.model_fields.items():
+        if typing.get_origin(info.annotation) is list:
+            (element,) = typing.get_args(info.annotation)
+            if isinstance(element, type) and issubclass(element, BaseModel):
+                return name, element
+    raise TypeError(f"{response_type.__name__} has no list-of-predictions field for v2 outputs")

@@ -1,22 +1,20 @@
 """Tree ensembles as plain arrays, evaluated with NumPy alone.
 
-A fitted gradient-boosting model is converted once, when it is trained
-(`TreeEnsemble.from_gradient_boosting`), into flat node arrays that the `npz`
-artifact format stores without pickle. Serving then needs NumPy only: the
-service never imports the library that trained the model (over a second of
-start-up for scikit-learn). A prediction walks every tree at once, one
-vectorised step per level (300 trees of depth 3: about 40 us for one row, where
-`predict_proba` takes 1.5 ms; about 8 us per row in large batches, where
-scikit-learn's compiled loop takes 4).
+A fitted scikit-learn ensemble is converted once, when it is trained
+(`TreeEnsemble.from_gradient_boosting`, `from_forest`), into flat node arrays that
+the `npz` artifact format stores without pickle. Serving then needs NumPy only:
+the service never imports the library that trained the model, which would cost
+start-up time and memory. A prediction walks every tree at once, one vectorised
+step per level, so one row costs a few NumPy calls per level rather than a
+Python loop over trees.
 
 Trees of depth <= 3 (scikit-learn's default depth) are not walked: their at
 most 7 node tests are made for all trees at once, packed into one byte per
 (tree, row), and that byte indexes a table of the leaf it leads to, built at
-load (300 trees: about 25 us for one row; 1000 rows in about 1.2 ms instead of
-8 for the walk).
+load; fewer, larger NumPy operations than the walk's.
 
 Both follow scikit-learn: a row goes left when its feature, as float32, is <=
-the node's threshold. Tests compare them on real data.
+the node's threshold. Tests compare them on real data. Figures: bench/README.md.
 """
 
 from __future__ import annotations
@@ -30,10 +28,9 @@ _ARRAYS = ("feature", "threshold", "value")
 # Losses whose raw output is what callers read: log-odds (binary log loss) or the prediction itself.
 _GRADIENT_BOOSTING_LOSSES = frozenset({"log_loss", "squared_error", "absolute_error", "huber", "quantile"})
 # (tree, row) pairs walked together: each temporary stays under glibc's 128 kB mmap threshold, so it
-# comes from the heap. Larger ones were fresh, page-faulted memory every time (1000 rows, 300 trees:
-# 21 ms in the service instead of 5).
+# comes from the heap; larger ones were fresh, page-faulted memory every time.
 _PAIRS_PER_STEP = 8_192
-# Rows scored together on the table path (300 trees: temporaries of about 1 MB each).
+# Rows scored together on the table path (temporaries of about a megabyte for a few hundred trees).
 _ROWS_PER_TABLE_STEP = 512
 _MAX_TABLE_DEPTH = 3  # 7 node tests: a byte; depth 4 would need 2**15 leaves per tree
 

@@ -19,7 +19,7 @@ one output per field. The routes' errors are the protocol's `{"error": "..."}`
 import math
 import types
 import typing
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from enum import Enum
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -34,11 +34,11 @@ from typing_extensions import TypedDict  # noqa: UP035 (pydantic needs this one 
 
 from modelserving.auth import UNAUTHORIZED
 from modelserving.bodies import documented_body, read_json, schema_components
+from modelserving.dataplane import DataPlane
 from modelserving.docs import extend_openapi
 from modelserving.errors import field_path, validation_failures
 from modelserving.logs import request_id
-from modelserving.service import ModelService, Runtime
-from modelserving.settings import Settings
+from modelserving.service import ModelService, prediction_list_field
 
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -189,16 +189,6 @@ def _base_type(annotation: Any) -> type:
 
 def _field_kind(annotation: Any) -> tuple[frozenset[str], Datatype]:
     return ACCEPTED.get(_base_type(annotation), (frozenset({"BYTES"}), "BYTES"))
-
-
-def prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:
-    """The response field holding one prediction per row, e.g. `predictions: list[Prediction]`."""
-    for name, info in response_type.model_fields.items():
-        if typing.get_origin(info.annotation) is list:
-            (element,) = typing.get_args(info.annotation)
-            if isinstance(element, type) and issubclass(element, BaseModel):
-                return name, element
-    raise TypeError(f"{response_type.__name__} has no list-of-predictions field for v2 outputs")
 
 
 def _flatten(data: Data) -> list[Any]:
@@ -421,15 +411,9 @@ def _documented_infer(path: str, model_name: str, example: dict[str, Any]) -> di
     return {"parameters": parameters, **documented_body(INFERENCE_REQUEST, example=example)}
 
 
-def add_v2_routes(
-    app: FastAPI,
-    service: ModelService[Any, Any],
-    runtime: Runtime,
-    config: Settings,
-    predict_rows: Callable[[Sequence[Any]], Awaitable[BaseModel]],
-    protect: Sequence[Any] = (),
-) -> None:
-    """The protocol's routes on `app`; `protect`: dependencies of the model routes (auth)."""
+def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -> None:
+    """The protocol's routes over `plane` on `app`; `protect`: dependencies of the model routes (auth)."""
+    service, config = plane.service, plane.settings
     codec = V2Codec(service, config.max_batch_size)
     tags: list[str | Enum] = ["open inference protocol (v2)"]
     router = APIRouter(route_class=ProtocolRoute)
@@ -442,7 +426,7 @@ def add_v2_routes(
     def loaded_version(model_name: str, model_version: str | None) -> str:
         if model_name != service.name:
             raise ProtocolError(404, f"model '{model_name}' not found")
-        version = runtime.model.card.version if runtime.model else None
+        version = plane.state.version
         if version is None:
             raise ProtocolError(503, f"model '{model_name}' is not ready")
         if model_version is not None and model_version != version:
@@ -451,8 +435,7 @@ def add_v2_routes(
 
     def metadata_of(model_name: str, model_version: str | None) -> ModelMetadata:
         version = loaded_version(model_name, model_version)
-        platform = next(iter(runtime.model.card.library_versions), "") if runtime.model else ""
-        return codec.metadata(version, platform)
+        return codec.metadata(version, plane.state.platform)
 
     def readiness_of(model_name: str, model_version: str | None) -> Any:
         try:
@@ -461,7 +444,7 @@ def add_v2_routes(
             if error.status != 503:
                 raise
             return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
-        return ReadyResponse(ready=runtime.ready and not runtime.draining)
+        return ReadyResponse(ready=plane.state.ready)
 
     async def infer(request: Request) -> Response:
         # The route reads its own path parameters and body (documented by _documented_infer): one
@@ -471,7 +454,7 @@ def add_v2_routes(
         version = loaded_version(parameters["model_name"], parameters.get("model_version"))
         inference = await read_json(request, INFERENCE_REQUEST)
         rows = codec.rows(inference)
-        response = await predict_rows(rows)
+        response = await plane.infer(rows)
         body = {
             "model_name": service.name,
             "model_version": version,
@@ -529,7 +512,7 @@ def add_v2_routes(
 
     @router.get("/v2/health/ready", tags=tags, responses={503: {"model": ReadyResponse}})
     def server_ready() -> Any:
-        if runtime.ready and not runtime.draining:
+        if plane.state.ready:
             return ReadyResponse(ready=True)
         return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
 
