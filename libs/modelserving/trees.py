@@ -119,7 +119,7 @@ class TreeEnsemble:
         (`exponential`), an initial estimator other than the default constant or `"zero"`, and
         more than two classes.
         """
-        from sklearn.dummy import DummyClassifier, DummyRegressor  # training only
+        from sklearn.dummy import DummyClassifier, DummyRegressor  # pants: no-infer-dep (training only)
 
         loss = model.get_params()["loss"]
         if loss not in _GRADIENT_BOOSTING_LOSSES:
