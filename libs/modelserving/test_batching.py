@@ -58,6 +58,19 @@ async def wait_until_running(model: Model) -> None:
     assert await asyncio.to_thread(model.running.wait, 5), "the model was never called"
 
 
+async def queued_behind_a_running_call(
+    queue: InferenceQueue, model: Model, first: list[int], *others: list[int]
+) -> list[BaseModel | BaseException]:
+    """`first` is predicted by a held model while `others` queue; then the model is released."""
+    model.release.clear()
+    running_call = asyncio.create_task(queue.infer(first))
+    await wait_until_running(model)
+    waiting = [asyncio.create_task(queue.infer(rows)) for rows in others]
+    await asyncio.sleep(0.05)  # all of them queued behind the running call
+    model.release.set()
+    return list(await asyncio.gather(running_call, *waiting, return_exceptions=True))
+
+
 def test_a_request_is_predicted_on_the_inference_thread_not_the_event_loop() -> None:
     model = Model()
 
@@ -90,16 +103,10 @@ def test_the_event_loop_keeps_running_while_the_model_computes() -> None:
 
 def test_requests_that_arrive_while_the_model_runs_form_the_next_batch() -> None:
     model = Model()
-    model.release.clear()
 
-    async def scenario() -> list[BaseModel]:
+    async def scenario() -> list[BaseModel | BaseException]:
         async with running(model) as queue:
-            first = asyncio.create_task(queue.infer([0]))
-            await wait_until_running(model)
-            waiting = [asyncio.create_task(queue.infer([i, i + 100])) for i in range(1, 9)]
-            await asyncio.sleep(0.05)  # all eight queued behind the running call
-            model.release.set()
-            return [await first, *await asyncio.gather(*waiting)]
+            return await queued_behind_a_running_call(queue, model, [0], *([i, i + 100] for i in range(1, 9)))
 
     responses = asyncio.run(scenario())
     assert [predictions(r) for r in responses] == [[0]] + [[2 * i, 2 * i + 200] for i in range(1, 9)]
@@ -109,16 +116,10 @@ def test_requests_that_arrive_while_the_model_runs_form_the_next_batch() -> None
 
 def test_with_batching_off_every_request_is_its_own_call() -> None:
     model = Model()
-    model.release.clear()
 
-    async def scenario() -> list[BaseModel]:
+    async def scenario() -> list[BaseModel | BaseException]:
         async with running(model, batching=False) as queue:
-            first = asyncio.create_task(queue.infer([0]))
-            await wait_until_running(model)
-            waiting = [asyncio.create_task(queue.infer([i])) for i in range(1, 5)]
-            await asyncio.sleep(0.05)
-            model.release.set()
-            return [await first, *await asyncio.gather(*waiting)]
+            return await queued_behind_a_running_call(queue, model, [0], *([i] for i in range(1, 5)))
 
     assert [predictions(r) for r in asyncio.run(scenario())] == [[2 * i] for i in range(5)]
     assert model.calls == [1, 1, 1, 1, 1]
@@ -126,16 +127,10 @@ def test_with_batching_off_every_request_is_its_own_call() -> None:
 
 def test_a_batch_never_exceeds_max_rows() -> None:
     model = Model()
-    model.release.clear()
 
     async def scenario() -> None:
         async with running(model, max_rows=5) as queue:
-            first = asyncio.create_task(queue.infer([0, 0]))
-            await wait_until_running(model)
-            waiting = [asyncio.create_task(queue.infer([i, i])) for i in range(1, 10)]
-            await asyncio.sleep(0.05)
-            model.release.set()
-            await asyncio.gather(first, *waiting)
+            await queued_behind_a_running_call(queue, model, [0, 0], *([i, i] for i in range(1, 10)))
 
     asyncio.run(scenario())
     assert max(model.calls) == 4  # two requests of two rows; a third would make six
@@ -155,16 +150,10 @@ def test_a_request_bigger_than_max_rows_still_goes_alone(max_rows: int) -> None:
 
 def test_a_failing_call_fails_only_the_requests_in_it() -> None:
     model = Model(fail_on=3)
-    model.release.clear()
 
     async def scenario() -> list[BaseModel | BaseException]:
         async with running(model, max_rows=4) as queue:
-            first = asyncio.create_task(queue.infer([0, 0]))
-            await wait_until_running(model)
-            waiting = [asyncio.create_task(queue.infer([i, i])) for i in range(1, 6)]
-            await asyncio.sleep(0.05)
-            model.release.set()
-            return list(await asyncio.gather(first, *waiting, return_exceptions=True))
+            return await queued_behind_a_running_call(queue, model, [0, 0], *([i, i] for i in range(1, 6)))
 
     results = asyncio.run(scenario())
     assert model.calls == [2, 4, 4, 2]  # batches [0], [1 2], [3 4], [5]

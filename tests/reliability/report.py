@@ -32,6 +32,10 @@ SUITES = {
         "SIGTERM under load (16 clients), PEX and container",
         "./pants test tests/reliability:shutdown",
     ),
+    "test_slow_model": (
+        "A slow model (300 ms per call) under 16 clients: probes, batches, no request lost",
+        "./pants test tests/reliability:slow",
+    ),
 }
 
 
