@@ -2,16 +2,24 @@
 the GIL (`slow_model.py`), 16 clients keep it busy, and probes still answer within 50 ms (p99),
 every request is answered, and batches grow with load. The same under the project's `serve`
 and under plain uvicorn, which knows nothing of this project.
+
+Every window of load must answer every request and grow batches; the probes' target must
+hold in one of up to WINDOWS windows, so that other work on a shared CI machine does not
+decide the outcome (a model on the event loop misses it by seconds in each).
+
+The clients run in a process of their own: in the prober's process, their threads would hold
+its GIL for up to Python's switch interval at each step of a probe, timing the test's side.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -22,6 +30,7 @@ from titanic.main import SERVICE
 PROBE_P99_MS = 50
 CLIENTS = 16
 LOADED_SECONDS = 8
+WINDOWS = 3
 SERVERS = {
     "serve": ("reliability.slow_model",),
     "plain uvicorn": ("uvicorn", "reliability.slow_model:create_app", "--factory", "--log-level", "warning"),
@@ -41,11 +50,21 @@ def post_until(url: str, stop: threading.Event) -> list[int]:
     return statuses
 
 
-def probe_until(url: str, stop: threading.Event) -> dict[str, list[float]]:
-    """/livez and /readyz in turn, every 20 ms until `stop`: each one's latencies in ms."""
+def post_for(url: str, clients: int, seconds: float) -> list[int]:
+    """`clients` threads posting one request after another for `seconds`: every status code."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(clients) as pool:
+        posting = [pool.submit(post_until, url, stop) for _ in range(clients)]
+        time.sleep(seconds)
+        stop.set()
+        return [status for future in posting for status in future.result()]
+
+
+def probe_until(url: str, done: Callable[[], bool]) -> dict[str, list[float]]:
+    """/livez and /readyz in turn, every 20 ms until `done()`: each one's latencies in ms."""
     latencies: dict[str, list[float]] = {"/livez": [], "/readyz": []}
     with httpx.Client(base_url=url, timeout=30) as client:
-        while not stop.is_set():
+        while not done():
             for path, taken in latencies.items():
                 started = time.perf_counter()
                 assert client.get(path).status_code == 200, path
@@ -55,48 +74,62 @@ def probe_until(url: str, stop: threading.Event) -> dict[str, list[float]]:
 
 
 def under_load(url: str, clients: int, seconds: float) -> tuple[list[int], dict[str, list[float]]]:
-    stop = threading.Event()
-    with ThreadPoolExecutor(clients + 1) as pool:
-        posting = [pool.submit(post_until, url, stop) for _ in range(clients)]
-        probing = pool.submit(probe_until, url, stop)
-        time.sleep(seconds)
-        stop.set()
-        return [status for future in posting for status in future.result()], probing.result()
+    """The clients' status codes, and the probes' latencies taken meanwhile from this process."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as clients_process:
+        posting = clients_process.submit(post_for, url, clients, seconds)
+        probes = probe_until(url, posting.done)
+        return posting.result(), probes
 
 
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
-@pytest.mark.parametrize("server", list(SERVERS))
-def test_probes_answer_and_batches_grow_while_a_slow_model_runs(
-    server: str, record_property: Callable[[str, object], None]
-) -> None:
-    with running_server(*SERVERS[server], LOG_LEVEL="WARNING") as (_, url):
-        calls_before, rows_before = predict_calls(url, "titanic")
-        alone, _ = under_load(url, clients=1, seconds=2)
-        calls_alone, rows_alone = predict_calls(url, "titanic")
-        loaded, probes = under_load(url, clients=CLIENTS, seconds=LOADED_SECONDS)
-        calls_loaded, rows_loaded = predict_calls(url, "titanic")
-
-    batch_alone = (rows_alone - rows_before) / (calls_alone - calls_before)
-    batch_loaded = (rows_loaded - rows_alone) / (calls_loaded - calls_alone)
+def loaded_window(url: str) -> tuple[dict[str, float], list[str]]:
+    """One window of CLIENTS clients with probes meanwhile: its figures, and what it broke."""
+    calls_before, rows_before = predict_calls(url, "titanic")
+    statuses, probes = under_load(url, clients=CLIENTS, seconds=LOADED_SECONDS)
+    calls, rows = predict_calls(url, "titanic")
     figures = {
-        "requests": len(loaded),
-        "mean_batch_c1": round(batch_alone, 2),
-        "mean_batch_c16": round(batch_loaded, 2),
+        "requests": len(statuses),
+        "mean_batch_c16": round((rows - rows_before) / (calls - calls_before), 2),
         **{f"{path[1:]}_p99_ms": round(p99(taken), 1) for path, taken in probes.items()},
         **{f"{path[1:]}_max_ms": round(max(taken), 1) for path, taken in probes.items()},
         "probes": sum(len(taken) for taken in probes.values()),
     }
-    for name, value in figures.items():
-        record_property(name, value)
-    print(server, figures)
+    broken = []
+    if set(statuses) != {200}:
+        broken.append(f"a request was lost or failed: {Counter(statuses)}")
+    if rows - rows_before != len(statuses):
+        broken.append("rows predicted and requests answered differ")
+    if figures["mean_batch_c16"] < CLIENTS / 4:
+        broken.append("batches did not grow with load")
+    broken += [f"{path}: only {len(taken)} probes" for path, taken in probes.items() if len(taken) < 50]
+    return figures, broken
 
-    assert set(alone) == set(loaded) == {200}, f"a request was lost or failed: {Counter(alone + loaded)}"
-    assert rows_loaded - rows_alone == len(loaded), "rows predicted and requests answered differ"
-    assert batch_alone == 1.0, figures
-    assert batch_loaded >= CLIENTS / 4, figures
-    for path, taken in probes.items():
-        assert len(taken) >= 50, figures
-        assert p99(taken) <= PROBE_P99_MS, f"{path}: {figures}"
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_probes_answer_and_batches_grow_while_a_slow_model_runs(
+    server: str, record_property: Callable[[str, object], None]
+) -> None:
+    windows = []
+    with running_server(*SERVERS[server], LOG_LEVEL="WARNING") as (_, url):
+        calls_before, rows_before = predict_calls(url, "titanic")
+        alone, _ = under_load(url, clients=1, seconds=2)
+        calls_alone, rows_alone = predict_calls(url, "titanic")
+        assert set(alone) == {200}, f"a request was lost or failed: {Counter(alone)}"
+        assert (rows_alone - rows_before) / (calls_alone - calls_before) == 1.0, "one client, batches of one"
+        # Up to WINDOWS windows: a burst of other work on a shared machine can fill one, while
+        # a model run on the event loop would miss the latency target in every one of them.
+        while len(windows) < WINDOWS:
+            figures, broken = loaded_window(url)
+            windows.append(figures)
+            print(server, figures)
+            assert not broken, f"{broken}: {figures}"
+            if all(figures[f"{probe}_p99_ms"] <= PROBE_P99_MS for probe in ("livez", "readyz")):
+                break
+
+    for name, value in {**windows[-1], "windows": len(windows)}.items():
+        record_property(name, value)
+    assert windows[-1]["livez_p99_ms"] <= PROBE_P99_MS, windows
+    assert windows[-1]["readyz_p99_ms"] <= PROBE_P99_MS, windows
