@@ -2,9 +2,11 @@
 
 A request puts its rows on the queue and awaits its result; the event loop is free
 meanwhile for probes, health checks, metrics and parsing other requests, however long
-the model takes. The inference thread takes everything queued (up to `max_rows`
-rows) as one batch, predicts it in one call, and hands each request its own slice of
-the response. Requests that arrive while a batch runs form the next one, so batches
+the model takes. The requests of one turn of the event loop reach the queue together,
+at the end of that turn: woken for each, the inference thread would take them one by
+one, each taking the GIL from the loop mid-turn. The inference thread takes everything
+queued (up to `max_rows` rows) as one batch, predicts it in one call, and hands each
+request its own slice of the response. Requests that arrive while a batch runs form the next one, so batches
 grow with load and the model's fixed per-call cost is paid once per batch, without
 anyone having to know whether a request is alone: Triton's dynamic batcher, and
 MLServer's adaptive batching, with no queue delay by default. `max_wait` > 0 holds a
@@ -56,8 +58,10 @@ class InferenceQueue:
         self._batching = batching
         self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
+        self._this_turn: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._changed = threading.Condition()
         self._stopping = False
+        self._finished = False
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def start(self) -> None:
@@ -65,14 +69,28 @@ class InferenceQueue:
 
     async def infer(self, rows: Sequence[Any]) -> BaseModel:
         loop = asyncio.get_running_loop()
+        if self._stopping:
+            raise RuntimeError("the inference queue is stopped")
         future: asyncio.Future[BaseModel] = loop.create_future()
-        with self._changed:
-            if self._stopping:
-                raise RuntimeError("the inference queue is stopped")
-            self._pending.append(_Pending(rows, future, loop))
-            self._pending_rows += len(rows)
-            self._changed.notify()
+        this_turn = self._this_turn.get(loop)
+        if this_turn is None:
+            this_turn = self._this_turn[loop] = []
+            loop.call_soon(self._enqueue, loop)
+        this_turn.append(_Pending(rows, future, loop))
         return await future
+
+    def _enqueue(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of a turn of `loop`: its requests onto the queue, with one wake-up."""
+        this_turn = self._this_turn.pop(loop)
+        with self._changed:
+            if self._finished:  # stopped during this turn: nothing will take them
+                _set_outcomes(
+                    [(pending, RuntimeError("the inference queue is stopped")) for pending in this_turn]
+                )
+                return
+            self._pending.extend(this_turn)
+            self._pending_rows += sum(len(pending.rows) for pending in this_turn)
+            self._changed.notify()
 
     def stop(self, timeout: float | None = None) -> None:
         """Predict what is queued, then end the thread."""
@@ -88,6 +106,7 @@ class InferenceQueue:
                 while not self._pending and not self._stopping:
                     self._changed.wait()
                 if not self._pending:
+                    self._finished = True
                     return
                 if self._batching and self._max_wait > 0:
                     deadline = time.monotonic() + self._max_wait

@@ -3,6 +3,7 @@ each request getting exactly its own rows back."""
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -112,6 +113,37 @@ def test_requests_that_arrive_while_the_model_runs_form_the_next_batch() -> None
     assert [predictions(r) for r in responses] == [[0]] + [[2 * i, 2 * i + 200] for i in range(1, 9)]
     assert all(isinstance(r, Doubled) and r.note == "x" for r in responses)
     assert model.calls == [1, 16]
+
+
+def test_requests_of_one_turn_of_the_event_loop_form_one_batch() -> None:
+    model = Model()
+
+    async def scenario() -> list[BaseModel]:
+        async with running(model) as queue:
+
+            async def request(row: int) -> BaseModel:
+                time.sleep(0.01)  # parsing it: the loop's turn goes on, the GIL is free meanwhile
+                return await queue.infer([row])
+
+            return list(await asyncio.gather(*(request(i) for i in range(6))))
+
+    assert [predictions(r) for r in asyncio.run(scenario())] == [[2 * i] for i in range(6)]
+    assert model.calls == [6]
+
+
+def test_a_request_queued_as_the_queue_stops_is_refused_not_left_waiting() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        queue = InferenceQueue(model, "predictions", max_rows=10)
+        queue.start()
+        late = asyncio.create_task(queue.infer([1]))
+        await asyncio.sleep(0)  # queued for the end of this turn
+        queue.stop(5)  # in the same turn: the thread ends before the turn does
+        with pytest.raises(RuntimeError, match="stopped"):
+            await asyncio.wait_for(late, 5)
+
+    asyncio.run(scenario())
 
 
 def test_with_batching_off_every_request_is_its_own_call() -> None:
