@@ -489,9 +489,8 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
         ("/v2/models/{model_name}", model_metadata, model_ready),
         ("/v2/models/{model_name}/versions/{model_version}", model_version_metadata, model_version_ready),
     ]
-    for base, metadata, ready in shapes:
-        router.add_api_route(base, metadata, methods=["GET"], **options)
-        router.add_api_route(f"{base}/ready", ready, methods=["GET"], **options)
+    # Infer first: routes are matched in order, and it is the one under load.
+    for base, _, _ in shapes:
         router.add_api_route(
             f"{base}/infer",
             infer,
@@ -500,6 +499,9 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
             openapi_extra=_documented_infer(base, service.name, codec.example_request()),
             **options,
         )
+    for base, metadata, ready in shapes:
+        router.add_api_route(base, metadata, methods=["GET"], **options)
+        router.add_api_route(f"{base}/ready", ready, methods=["GET"], **options)
     extend_openapi(app, schema_components(INFERENCE_REQUEST))
 
     @router.get("/v2", tags=tags)

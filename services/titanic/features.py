@@ -67,7 +67,7 @@ class PassengerFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc] 
         self.columns = columns
 
     def fit(self, frame: pd.DataFrame, survived: pd.Series) -> PassengerFeatures:
-        passengers = _records(frame)
+        passengers = passenger_records(frame)
         titles = [title_of(passenger.Name) for passenger in passengers]
         numbers = {
             column: pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
@@ -92,13 +92,13 @@ class PassengerFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc] 
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.encoding_.matrix(_records(frame))
+        return self.encoding_.matrix(passenger_records(frame))
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(self.encoding_.feature_names, dtype=object)
 
 
-def _records(frame: pd.DataFrame) -> list[Any]:
+def passenger_records(frame: pd.DataFrame) -> list[Any]:
     """The frame's rows as objects with one attribute per column, gaps as None (as requests have them)."""
     return list(frame.astype(object).where(frame.notna(), None).itertuples(index=False))
 

@@ -29,6 +29,8 @@ CATEGORICAL_FEATURES: tuple[str, ...] = ("Sex", "Title", "Embarked")
 # groups (same ticket; same surname and class): families and parties mostly lived or died together.
 GROUP_FEATURES: tuple[str, ...] = ("GroupKnown", "GroupSurvival", "GroupAllDied", "GroupAllLived")
 MISSING = "missing"
+# From this many passengers a request's features are computed a column at a time.
+COLUMNS_FROM = 64
 
 _TITLE_ALIASES = {"Mlle": "Miss", "Ms": "Miss", "Mme": "Mrs"}
 _COMMON_TITLES = frozenset({"Mr", "Mrs", "Miss", "Master"})
@@ -122,11 +124,56 @@ class PassengerEncoding:
         ]
 
     def matrix(self, passengers: Sequence[Any]) -> np.ndarray:
-        # Row by row in plain Python: a request carries one or a few passengers, and a handful of
-        # NumPy calls per feature costs more than the arithmetic they would vectorise.
-        rows = np.array([self.row(passenger) for passenger in passengers], dtype=float)
-        rows = rows.reshape(len(passengers), len(self.all_feature_names))
+        if len(passengers) >= COLUMNS_FROM:
+            rows = self.column_matrix(passengers)
+        else:
+            # Row by row in plain Python: a handful of NumPy calls per feature would cost more
+            # than the arithmetic they vectorise.
+            rows = np.array([self.row(passenger) for passenger in passengers], dtype=float)
+            rows = rows.reshape(len(passengers), len(self.all_feature_names))
         return rows if self.selected is None else rows[:, self.selected]
+
+    def column_matrix(self, passengers: Sequence[Any]) -> np.ndarray:
+        """The same matrix as `row` gives, a feature at a time over all passengers."""
+        titles = [title_of(passenger.Name) for passenger in passengers]
+        medians = self.medians
+
+        def numeric(name: str) -> np.ndarray:
+            return np.array([_gap_as_nan(getattr(passenger, name)) for passenger in passengers], dtype=float)
+
+        def filled(values: np.ndarray, default: float) -> np.ndarray:
+            return np.where(np.isnan(values), default, values)
+
+        age = numeric("Age")
+        gaps = np.flatnonzero(np.isnan(age))
+        age[gaps] = [_gap_as_nan(self.age_by_title.get(titles[i])) for i in gaps]
+        family_size = (
+            filled(numeric("SibSp"), medians["SibSp"]) + filled(numeric("Parch"), medians["Parch"]) + 1
+        )
+        matrix = np.zeros((len(passengers), len(self.all_feature_names)))
+        matrix[:, : len(NUMERIC_FEATURES)] = np.column_stack(
+            [
+                filled(numeric("Pclass"), medians["Pclass"]),
+                filled(age, medians["Age"]),
+                filled(numeric("Fare"), medians["Fare"]),
+                family_size,
+                family_size == 1,
+                [passenger.Cabin is not None for passenger in passengers],
+            ]
+        )
+        categories = [
+            categories_of(passenger, title) for passenger, title in zip(passengers, titles, strict=True)
+        ]
+        for feature, columns in enumerate(self.one_hot_columns):
+            hot = [
+                (i, columns[values[feature]])
+                for i, values in enumerate(categories)
+                if values[feature] in columns
+            ]
+            if hot:
+                matrix[tuple(np.array(hot).T)] = 1.0
+        matrix[:, -len(GROUP_FEATURES) :] = [self.group_features(passenger) for passenger in passengers]
+        return matrix
 
     @cached_property
     def group_members(self) -> dict[str, dict[int, int]]:
@@ -178,6 +225,10 @@ class PassengerEncoding:
 def _is_gap(value: Any) -> bool:
     """None, or a NaN (pandas' gap)."""
     return value is None or value != value
+
+
+def _gap_as_nan(value: Any) -> float:
+    return np.nan if value is None else value  # type: ignore[no-any-return]
 
 
 def _filled(value: Any, default: float) -> float:

@@ -3,10 +3,8 @@
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from modelserving import load_model
@@ -21,6 +19,7 @@ from titanic.features import (
     Candidate,
     Result,
     load_training_data,
+    passenger_records,
     simplest_within_one_standard_error,
     survival_scorer,
 )
@@ -87,7 +86,7 @@ def test_every_candidate_serves_exactly_what_its_pipeline_predicts(candidate: Ca
     pipeline = candidate.build(train.SEED).fit(frame, survived)
     scorer = survival_scorer(pipeline)
     served = type(scorer).from_arrays(scorer.to_arrays())
-    assert np.abs(served.scores(as_passengers(frame)) - pipeline.predict_proba(frame)[:, 1]).max() < 1e-12
+    assert np.abs(served.scores(passenger_records(frame)) - pipeline.predict_proba(frame)[:, 1]).max() < 1e-12
     odd = frame.iloc[:3].copy()
     odd["PassengerId"] = [5000, 5001, 5002]
     odd["Sex"] = [None, "female", "male"]
@@ -97,7 +96,7 @@ def test_every_candidate_serves_exactly_what_its_pipeline_predicts(candidate: Ca
     odd["Fare"] = [None, 0, 10000]
     odd["Cabin"] = [None, "C85", None]
     odd["Ticket"] = [None, "PC 17599", "never seen"]
-    odd_scores = served.scores(as_passengers(odd))
+    odd_scores = served.scores(passenger_records(odd))
     assert np.abs(odd_scores - pipeline.predict_proba(odd)[:, 1]).max() < 1e-12
 
 
@@ -107,18 +106,10 @@ def test_a_passenger_is_not_described_by_their_own_outcome() -> None:
     frame, survived = load_training_data(train.DATA)
     encoding = CANDIDATES[-1].build(train.SEED).fit(frame, survived).named_steps["features"].encoding_
     # Mrs. Cumings (id 2, lived) is the only woman on ticket PC 17599 and of her family in 1st class.
-    cumings = as_passengers(frame[frame["PassengerId"] == 2])[0]
+    cumings = passenger_records(frame[frame["PassengerId"] == 2])[0]
     assert encoding.group_features(cumings) == [0.0, 0.5, 0.0, 0.0]
-    stranger = SimpleNamespace(**{**vars(cumings), "PassengerId": 9999})
+    stranger = cumings._replace(PassengerId=9999)
     assert encoding.group_features(stranger) == [1.0, 1.0, 0.0, 1.0]
-
-
-def as_passengers(frame: pd.DataFrame) -> list[SimpleNamespace]:
-    """Rows as request-like objects: attributes named as the columns, gaps as None."""
-    return [
-        SimpleNamespace(**{key: None if pd.isna(value) else value for key, value in record.items()})
-        for record in frame.to_dict("records")
-    ]
 
 
 def test_serving_imports_neither_scikit_learn_nor_pandas() -> None:
