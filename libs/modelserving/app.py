@@ -83,6 +83,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         description=service.description,
         version=config.app_revision,
         lifespan=lifespan,
+        root_path=config.root_path,
         responses={500: {"model": ErrorBody, "description": "Unexpected error"}},
         docs_url=None,  # served from packaged assets below, not a CDN
         redoc_url=None,
@@ -155,8 +156,8 @@ def health_router(plane: DataPlane) -> APIRouter:
     router = APIRouter()
 
     @router.get("/", include_in_schema=False)
-    async def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    async def index(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/docs")
 
     @router.get("/health_check", tags=["health"], response_model=health_check_type(service))
     async def health_check() -> Any:

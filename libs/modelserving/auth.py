@@ -24,6 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from modelserving.settings import Settings
 
 MIN_TOKEN_LENGTH = 16
+# A process in one of these environments refuses to start without tokens, whatever the
+# manifests say (they mount the tokens in prod too).
+AUTHENTICATED_ENVIRONMENTS = frozenset({"prod", "production"})
 SCHEME = "bearerAuth"  # the OpenAPI security scheme's name
 
 
@@ -52,9 +55,16 @@ def read_tokens(token_file: Path | None, token: str | None) -> tuple[bytes, ...]
 
 
 def configured_tokens(settings: Settings) -> tuple[bytes, ...]:
-    """The tokens `settings` configure (none: auth off); TokenError if they are unusable."""
+    """The tokens `settings` configure (none: auth off); TokenError if they are unusable, or if
+    there are none in an environment that must not serve without them."""
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    return read_tokens(settings.auth_token_file, token)
+    tokens = read_tokens(settings.auth_token_file, token)
+    if not tokens and settings.environment.lower() in AUTHENTICATED_ENVIRONMENTS:
+        raise TokenError(
+            f"ENVIRONMENT={settings.environment} needs AUTH_TOKEN_FILE or AUTH_TOKEN: "
+            "it never serves without authentication"
+        )
+    return tokens
 
 
 @dataclass(frozen=True)

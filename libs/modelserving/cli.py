@@ -35,7 +35,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
     except (SettingsError, TokenError) as error:
         print(f"{service.name}: {error}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.access_log)
     try:
         loaded = load_model(
             settings.model_dir or service.model_dir,
@@ -58,7 +58,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=logging_config(settings.log_level),
+        log_config=logging_config(settings.log_level, settings.access_log),
         log_level=settings.log_level,
         access_log=False,
         http=HeaderDeadlineProtocol,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 request_id: ContextVar[str] = ContextVar("request_id", default="")
+ACCESS_LOGGER = "modelserving.access"  # one line per request (modelserving.middleware)
 
 # uvicorn adds an ANSI-coloured copy of its messages; JSON consumers do not want it.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
@@ -32,9 +33,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def logging_config(level: str) -> dict[str, Any]:
+def logging_config(level: str, access_log: bool = True) -> dict[str, Any]:
     """A `logging.config.dictConfig` sending every logger (ours, uvicorn's) to stderr as JSON lines.
 
+    Access lines (`modelserving.access`, at info) follow `access_log` whatever `level` is: a
+    logger's own level decides, and the root's does not filter what propagates to it.
     Given to uvicorn as `log_config`, so each worker process applies it too.
     """
     return {
@@ -46,11 +49,14 @@ def logging_config(level: str) -> dict[str, Any]:
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
-            name: {"handlers": [], "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            ACCESS_LOGGER: {"handlers": [], "propagate": True, "level": "INFO" if access_log else "WARNING"},
         },
     }
 
 
-def configure_logging(level: str) -> None:
-    logging.config.dictConfig(logging_config(level))
+def configure_logging(level: str, access_log: bool = True) -> None:
+    logging.config.dictConfig(logging_config(level, access_log))

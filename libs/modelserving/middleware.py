@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserving import metrics
 from modelserving.errors import error_response
-from modelserving.logs import request_id
+from modelserving.logs import ACCESS_LOGGER, request_id
 
-access_log = logging.getLogger("modelserving.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 

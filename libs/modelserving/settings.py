@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, le=1 << 30, description="Larger request bodies get 413, unread."
     )
+    access_log: bool = Field(
+        default=True, description="One log line per request, 401s included, whatever LOG_LEVEL is."
+    )
+    root_path: str = Field(
+        default="",
+        max_length=256,
+        pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+        description="The path prefix a gateway routes to this service (/titanic): the docs, the OpenAPI "
+        "document and links carry it; requests are served with or without it.",
+    )
     model_dir: Path | None = Field(default=None, description="Directory with the model card and artifact.")
     app_revision: str = Field(default="unknown", description="Source revision of the running build.")
     environment: str = Field(default="dev", min_length=1, description="Deployment environment name.")

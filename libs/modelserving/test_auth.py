@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from modelserving import ModelService, Settings, create_app
-from modelserving.auth import TokenError, read_tokens
+from modelserving.auth import TokenError, configured_tokens, read_tokens
 
 TOKEN = "s3cret-token-of-32-characters-00"
 OTHER = "another-token-for-rotation-11111"
@@ -121,3 +121,13 @@ def test_unusable_token_files_are_one_line_errors(tmp_path: Path, content: str |
     with pytest.raises(TokenError, match=message) as raised:
         read_tokens(path, None)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("environment", ["prod", "production", "PROD"])
+def test_prod_without_tokens_refuses_to_start(toy_service: ModelService[Any, Any], environment: str) -> None:
+    with pytest.raises(TokenError, match=f"ENVIRONMENT={environment} needs AUTH_TOKEN_FILE or AUTH_TOKEN"):
+        create_app(toy_service, Settings(environment=environment))
+    assert configured_tokens(Settings(environment=environment, auth_token=SecretStr(TOKEN))) == (
+        TOKEN.encode(),
+    )
+    assert configured_tokens(Settings(environment="staging")) == ()

@@ -39,6 +39,18 @@ def test_root_redirects_to_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
+def test_behind_a_gateway_prefix_the_docs_and_links_carry_it(toy_service: ModelService[Any, Any]) -> None:
+    with TestClient(create_app(toy_service, LIMITS.model_copy(update={"root_path": "/toy"}))) as client:
+        # Through the gateway (prefix kept), and from inside the pod (no prefix: the probes).
+        for path in ("/toy/scale", "/scale"):
+            assert client.post(path, json=[{"x": 1}]).json()["predictions"] == [{"value": 3.0}], path
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/toy/", follow_redirects=False).headers["location"] == "/toy/docs"
+        page = client.get("/toy/docs").text
+        assert "'/toy/openapi.json'" in page or '"/toy/openapi.json"' in page, page
+        assert client.get("/toy/openapi.json").json()["servers"] == [{"url": "/toy"}]
+
+
 def test_openapi_has_the_request_example_and_batch_limit(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/scale"]["post"]["requestBody"]["content"]["application/json"]

@@ -4,9 +4,11 @@ from modelserving import Settings, SettingsError, load_settings
 
 
 def test_defaults_serve_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HOST", "PORT", "WORKERS", "LOG_LEVEL", "MODEL_DIR"):
+    for name in ("HOST", "PORT", "WORKERS", "LOG_LEVEL", "MODEL_DIR", "ACCESS_LOG", "ROOT_PATH"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
+    assert settings.access_log is True  # the audit trail is on unless turned off
+    assert settings.root_path == ""
     assert (settings.host, settings.port, settings.workers, settings.log_level) == (
         "127.0.0.1",
         8000,

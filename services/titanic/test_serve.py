@@ -16,7 +16,9 @@ from titanic.main import SERVICE
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    with running_server("titanic.main", APP_REVISION="test-rev", LOG_LEVEL="INFO") as started:
+    with running_server(
+        "titanic.main", APP_REVISION="test-rev", LOG_LEVEL="INFO", ACCESS_LOG="true"
+    ) as started:
         yield started
 
 
@@ -63,6 +65,8 @@ def test_request_in_flight_at_sigterm_completes() -> None:
             "AUTH_TOKEN_FILE='/nonexistent/tokens': FileNotFoundError",
         ),
         ({"AUTH_TOKEN": "short"}, "auth tokens must be at least 16 printable ASCII characters"),
+        ({"ENVIRONMENT": "prod"}, "ENVIRONMENT=prod needs AUTH_TOKEN_FILE or AUTH_TOKEN"),
+        ({"ROOT_PATH": "titanic/"}, "invalid setting ROOT_PATH='titanic/'"),
     ],
 )
 def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> None:
@@ -108,3 +112,36 @@ def test_concurrent_requests_share_predict_calls() -> None:
     assert statuses == [200] * 160
     assert rows_after - rows_before == 160
     assert calls_after - calls_before < 160, "no request shared a predict call"
+
+
+def test_access_lines_are_written_whatever_the_log_level() -> None:
+    """prod logs at warning; its access lines, refusals included, are its audit trail."""
+    token = "a-token-of-sixteen-chars"
+    with running_server(
+        "titanic.main", LOG_LEVEL="WARNING", ACCESS_LOG="true", AUTH_TOKEN=token, ENVIRONMENT="prod"
+    ) as (process, url):
+        refused = httpx.post(
+            f"{url}/predict_survival_by_passengers", json=[], headers={"X-Request-ID": "no-token"}
+        )
+        allowed = httpx.post(
+            f"{url}/predict_survival_by_passengers",
+            json=[],
+            headers={"X-Request-ID": "with-token", "Authorization": f"Bearer {token}"},
+        )
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert (refused.status_code, allowed.status_code) == (401, 200)
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    statuses = {r["request_id"]: r["status"] for r in records if r.get("logger") == "modelserving.access"}
+    assert statuses.get("no-token") == 401 and statuses.get("with-token") == 200, records
+    assert not any(r["level"] == "info" and r.get("logger") != "modelserving.access" for r in records)
+
+
+def test_access_lines_can_be_turned_off() -> None:
+    with running_server("titanic.main", LOG_LEVEL="INFO", ACCESS_LOG="false") as (process, url):
+        assert httpx.get(f"{url}/livez").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert any(r["message"] == "model ready" for r in records)  # info lines still written
+    assert not any(r.get("logger") == "modelserving.access" for r in records)
