@@ -12,6 +12,10 @@ from pathlib import Path
 import benchmark
 from benchmark import SCENARIOS
 
+from modelserving.testing import yield_the_cpu
+
+yield_the_cpu()  # this module drives servers with wrk at full speed
+
 SMOKE = [s for s in SCENARIOS if s.name.startswith(("framework ceiling", "titanic, 1 passenger", "baseline"))]
 
 

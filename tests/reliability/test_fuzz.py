@@ -28,7 +28,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from modelserving import ModelService, Settings, create_app
-from modelserving.testing import registered_services, running_server
+from modelserving.testing import registered_services, running_server, yield_the_cpu
+
+yield_the_cpu()  # this module sends thousands of generated requests
 
 SERVICES = registered_services()
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "50"))

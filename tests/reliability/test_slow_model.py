@@ -5,7 +5,9 @@ and under plain uvicorn, which knows nothing of this project.
 
 Every window of load must answer every request and grow batches; the probes' target must
 hold in one of up to WINDOWS windows, so that other work on a shared CI machine does not
-decide the outcome (a model on the event loop misses it by seconds in each).
+decide the outcome (a model on the event loop misses it by seconds in each). The test
+modules that keep cores busy for minutes run at a lower priority for the same reason
+(`modelserving.testing.yield_the_cpu`).
 
 The clients run in a process of their own: in the prober's process, their threads would hold
 its GIL for up to Python's switch interval at each step of a probe, timing the test's side.
@@ -112,7 +114,7 @@ def loaded_window(url: str) -> tuple[dict[str, float], list[str]]:
 def test_probes_answer_and_batches_grow_while_a_slow_model_runs(
     server: str, record_property: Callable[[str, object], None]
 ) -> None:
-    windows = []
+    windows: list[dict[str, float]] = []
     with running_server(*SERVERS[server], LOG_LEVEL="WARNING") as (_, url):
         calls_before, rows_before = predict_calls(url, "titanic")
         alone, _ = under_load(url, clients=1, seconds=2)
@@ -129,7 +131,7 @@ def test_probes_answer_and_batches_grow_while_a_slow_model_runs(
             if all(figures[f"{probe}_p99_ms"] <= PROBE_P99_MS for probe in ("livez", "readyz")):
                 break
 
-    for name, value in {**windows[-1], "windows": len(windows)}.items():
+    for name, value in {**windows[-1], "windows": float(len(windows))}.items():
         record_property(name, value)
     assert windows[-1]["livez_p99_ms"] <= PROBE_P99_MS, windows
     assert windows[-1]["readyz_p99_ms"] <= PROBE_P99_MS, windows
