@@ -2,7 +2,9 @@
 
 A person opens /docs, sees every operation, tries the prediction route with its example and gets
 predictions; nothing the page loads may come from outside the machine (as in an air-gapped
-cluster). Chromium is Debian's (./pants test installs it: 3rdparty/system/tools.txt), driven by
+cluster). The same through the gateway: nginx routing what the staging overlay's Ingress declares,
+the page at http://<its host>/titanic/docs (the host resolving to loopback in this browser only).
+Chromium is Debian's (./pants test installs it: 3rdparty/system/tools.txt), driven by
 Playwright without Playwright's own browser download. A screenshot of /docs is written under
 Pants' `extra-output/` (copied to dist/test/), $TEST_OUTPUT_DIR or dist/test-output/.
 """
@@ -14,12 +16,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from gateway.nginx import ingress_routes, rendered, running_gateway
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect, sync_playwright
 
 from modelserving.testing import free_port, running_server
@@ -35,13 +38,30 @@ PANTS_EXTRA_OUTPUT = "extra-output"
 expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
+GATEWAY_OVERLAY = Path("k8s/titanic/overlays/staging")
+
+
 @pytest.fixture(scope="module")
-def titanic_url() -> Iterator[str]:
-    with running_server("titanic.main", LOG_LEVEL="warning") as (_, url):
-        yield url
+def gateway_routes() -> list[Any]:
+    return ingress_routes(rendered(GATEWAY_OVERLAY))
 
 
-def chromium_flags() -> list[str]:
+@pytest.fixture(scope="module", params=["direct", "through the gateway"])
+def titanic_url(
+    request: pytest.FixtureRequest, gateway_routes: list[Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Where a person opens the docs: the server itself, or the gateway's host and prefix."""
+    (route,) = gateway_routes
+    with running_server("titanic.main", LOG_LEVEL="warning", ROOT_PATH=route.prefix) as (_, url):
+        if request.param == "direct":
+            yield url
+            return
+        backends = {route: url.removeprefix("http://")}
+        with running_gateway(tmp_path_factory.mktemp("nginx"), backends) as gateway:
+            yield f"http://{route.host}:{gateway.rpartition(':')[2]}{route.prefix}"
+
+
+def chromium_flags(gateway_hosts: list[str]) -> list[str]:
     unreachable_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     return [
         "--headless",
@@ -54,24 +74,29 @@ def chromium_flags() -> list[str]:
         "--disable-sync",
         # Second line of defence behind the route interception below: no host name resolves but
         # 127.0.0.1, and any other address goes to a dead proxy (Chromium never proxies loopback).
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        # The gateway's host name, and only it, resolves to loopback.
+        "--host-resolver-rules="
+        + "".join(f"MAP {host} 127.0.0.1 , " for host in gateway_hosts)
+        + "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
         f"--proxy-server={unreachable_proxy}",
+        "--proxy-bypass-list=" + ";".join(gateway_hosts),
     ]
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(gateway_routes: list[Any]) -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: ./pants test installs it (3rdparty/system/tools.txt)")
+    hosts = sorted({route.host for route in gateway_routes})
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags())
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(hosts))
         yield launched
         launched.close()
 
 
-def leaves_loopback(url: str) -> bool:
+def leaves_loopback(url: str, local_hosts: frozenset[str] = frozenset()) -> bool:
     parts = urlsplit(url)
-    if parts.scheme in IN_PAGE_SCHEMES:
+    if parts.scheme in IN_PAGE_SCHEMES or parts.hostname in local_hosts:
         return False
     try:
         return not ipaddress.ip_address(parts.hostname or "").is_loopback
@@ -86,7 +111,8 @@ class LoopbackOnlyContext:
     so they do not count as leaving (Playwright still reports them, as failed with "csp").
     """
 
-    def __init__(self, browser: Browser) -> None:
+    def __init__(self, browser: Browser, local_hosts: frozenset[str] = frozenset()) -> None:
+        self.local_hosts = local_hosts  # names that resolve to loopback in this browser
         self.context: BrowserContext = browser.new_context(
             viewport={"width": 1280, "height": 1600}, service_workers="block"
         )
@@ -99,7 +125,7 @@ class LoopbackOnlyContext:
         self.context.route("**/*", self._loopback_only)
 
     def _loopback_only(self, route: Route) -> None:
-        if leaves_loopback(route.request.url):
+        if leaves_loopback(route.request.url, self.local_hosts):
             self.escaped.append(route.request.url)
             route.abort("blockedbyclient")
         else:
@@ -110,13 +136,14 @@ class LoopbackOnlyContext:
             self.stopped_by_page_policy.add(request.url)
 
     def requests_that_left_loopback(self) -> list[str]:
-        reported = {url for url in self.requested if leaves_loopback(url)} - self.stopped_by_page_policy
+        reported = {url for url in self.requested if leaves_loopback(url, self.local_hosts)}
+        reported -= self.stopped_by_page_policy
         return sorted(set(self.escaped) | reported)
 
 
 @pytest.fixture
-def guarded(browser: Browser) -> Iterator[LoopbackOnlyContext]:
-    guarded_context = LoopbackOnlyContext(browser)
+def guarded(browser: Browser, gateway_routes: list[Any]) -> Iterator[LoopbackOnlyContext]:
+    guarded_context = LoopbackOnlyContext(browser, frozenset(route.host for route in gateway_routes))
     yield guarded_context
     guarded_context.context.close()
 
@@ -142,8 +169,11 @@ def report_screenshot(path: Path) -> None:
     print(f"screenshot: {path}{kept}")
 
 
-def operations_in_openapi(base_url: str) -> set[tuple[str, str]]:
-    paths = httpx.get(f"{base_url}/openapi.json").json()["paths"]
+def operations_in_openapi(page: Page, base_url: str) -> set[tuple[str, str]]:
+    """The operations of the OpenAPI document, fetched as the page does (its host may be the gateway's)."""
+    paths = page.evaluate("url => fetch(url).then(response => response.json())", f"{base_url}/openapi.json")[
+        "paths"
+    ]
     return {
         (method.upper(), path) for path, item in paths.items() for method in item if method in HTTP_METHODS
     }
@@ -163,13 +193,14 @@ def test_swagger_ui_lists_every_operation_and_runs_a_prediction(
     titanic_url: str, guarded: LoopbackOnlyContext
 ) -> None:
     page = guarded.context.new_page()
-    screenshot = screenshot_path("titanic-docs.png")
+    through_gateway = urlsplit(titanic_url).path != ""
+    screenshot = screenshot_path(f"titanic-docs{'-gateway' if through_gateway else ''}.png")
     try:
         page.goto(f"{titanic_url}/docs")
         assert guarded.requests_that_left_loopback() == [], "/docs loads assets from outside the machine"
         expect(page.locator(".opblock").first).to_be_visible()
 
-        expected = operations_in_openapi(titanic_url)
+        expected = operations_in_openapi(page, titanic_url)
         listed = operations_on_page(page)
         assert sorted(listed) == sorted(expected), "Swagger UI does not list exactly the OpenAPI operations"
 

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from ci.throwaway import git, make_throwaway_repo, stop_pantsd
+from modelserving.testing import yield_the_cpu
+
+yield_the_cpu()  # this module runs Pants for minutes
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 
@@ -65,6 +68,7 @@ CROSS_SERVICE_TESTS = (
     "tests/reliability/test_fuzz.py",  # every service's OpenAPI schema, fuzzed
 )
 DEPLOYMENT_TESTS = ("tests/containers/test_*.py", "tests/k8s/test_*.py")
+BROWSER_TESTS = "tests/browser/test_*.py"  # through the gateway titanic's staging overlay declares
 
 
 def append(path: str, line: str = "# touched by a CI test") -> Callable[[Path], None]:
@@ -160,6 +164,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
             lambda repo: test_files(
                 repo,
                 *DEPLOYMENT_TESTS,
+                BROWSER_TESTS,
                 "tests/reliability/test_shutdown.py",
                 CI_TESTS,  # runs Titanic's image
             ),
@@ -205,7 +210,9 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
     ),
     "shared-component": (
         append("k8s/components/model-service/deployment.yaml"),
-        Expected(lambda repo: test_files(repo, *DEPLOYMENT_TESTS, CI_TESTS), nothing, every_overlay),
+        Expected(
+            lambda repo: test_files(repo, *DEPLOYMENT_TESTS, BROWSER_TESTS, CI_TESTS), nothing, every_overlay
+        ),
     ),
     "docs-only": (
         several(append("README.md", "More docs."), append("services/iris/README.md", "More docs.")),

@@ -3,8 +3,10 @@
 For every overlay of every service under k8s/: it renders with `kubectl kustomize`; every
 rendered object validates strictly against the official Kubernetes OpenAPI schemas
 (kubernetes-validate); and the policy checks below hold: the Pod Security Standards
-*restricted* profile field by field, plus this repo's rules (probes, named port, resources,
-preStop sleep, ServiceAccount, NetworkPolicy, PDB, HPA, image and APP_REVISION).
+*restricted* profile field by field, plus this repo's rules (the namespace's admission labels,
+probes, named port, resources, preStop sleep, ServiceAccount, default-deny and the model's
+NetworkPolicy, PDB, HPA, spread, Ingress, auth, and images by digest with APP_REVISION).
+`k8s/release` is tested on a copy of the tree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +34,13 @@ UID = GID = 1001  # the image's USER (pants-plugins/macros.py)
 CONTAINER_PORT = 8000  # the image's PORT and EXPOSE
 
 # Checks deliberately skipped, by id, each with its reason. Every other check runs.
-ALLOW_LIST: dict[str, str] = {
-    # NSA/CISA guidance prefers images pinned by digest. Overlays pin a release by its git
-    # commit tag (set by k8s/set-image-tag), which Pants builds once per commit; digests are
-    # only known after a push to a registry, which these machines have none of.
-    "image-pinned-by-digest": "release tags are git commits; no registry here to resolve digests",
-}
+ALLOW_LIST: dict[str, str] = {}
+UNRELEASED_DIGEST = "sha256:" + "0" * 64  # what a committed overlay holds until k8s/release pins one
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+GATEWAY = ("ingress-nginx", "ingress-nginx")  # the ingress controller's namespace and pod name label
+MONITORING_NAMESPACE = "monitoring"
+CLUSTER_SCOPED = {"Namespace"}
 
 Obj = dict[str, Any]
 Rendered = list[Obj]
@@ -62,8 +66,8 @@ def kubectl() -> str:
 
 
 @functools.cache
-def render(service: str, env: str) -> Rendered:
-    overlay = K8S_ROOT / service / "overlays" / env
+def render(service: str, env: str, root: Path = K8S_ROOT) -> Rendered:
+    overlay = root / service / "overlays" / env
     result = subprocess.run(
         [kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -72,10 +76,15 @@ def render(service: str, env: str) -> Rendered:
     return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
 
 
-def only(objs: Rendered, kind: str, where: str) -> Obj:
-    matching = [obj for obj in objs if obj["kind"] == kind]
+def only(objs: Rendered, kind: str, where: str, name: Callable[[str], bool] = lambda _: True) -> Obj:
+    matching = [obj for obj in objs if obj["kind"] == kind and name(obj["metadata"]["name"])]
     assert len(matching) == 1, f"{where}: expected exactly one {kind}, rendered {len(matching)}"
     return matching[0]
+
+
+def settings_of(objs: Rendered, service: str, where: str) -> Obj:
+    """The service's generated settings ConfigMap (`<service>-model-config-<hash>`)."""
+    return only(objs, "ConfigMap", where, lambda name: name.startswith(f"{service}-model-config-"))
 
 
 def get(obj: Any, path: str) -> Any:
@@ -120,9 +129,13 @@ def test_every_service_has_every_overlay() -> None:
 def test_overlay_renders_expected_objects(service: str, env: str) -> None:
     kinds = sorted(obj["kind"] for obj in render(service, env))
     expected = [
-        "ConfigMap",
+        "ConfigMap",  # the service's settings
+        "ConfigMap",  # the namespace's alerting rules (tests/k8s/test_alerts.py)
         "Deployment",
-        "NetworkPolicy",
+        "Ingress",
+        "Namespace",
+        "NetworkPolicy",  # the namespace's default-deny
+        "NetworkPolicy",  # the model's way in and out
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
@@ -160,7 +173,7 @@ class Policy:
         self.failures.append(f"{self.where}: {name}: {field}: {message} [{check_id}]")
 
 
-def pod_checks(p: Policy, deploy: Obj) -> None:
+def pod_checks(p: Policy, deploy: Obj, env: str) -> None:
     pod = deploy["spec"]["template"]["spec"]
     d = deploy
     for host in ("hostNetwork", "hostPID", "hostIPC"):
@@ -224,6 +237,19 @@ def pod_checks(p: Policy, deploy: Obj) -> None:
         "spec.template.spec.topologySpreadConstraints",
         "must spread the service's pods across kubernetes.io/hostname",
     )
+    if env == "prod":
+        p.check(
+            "pod-spread-prod-strict",
+            any(
+                t.get("maxSkew") == 1
+                and t.get("whenUnsatisfiable") == "DoNotSchedule"
+                and t.get("nodeTaintsPolicy") == "Honor"
+                for t in spreads
+            ),
+            d,
+            "spec.template.spec.topologySpreadConstraints",
+            "prod pods never share a node while another schedulable node has none of them",
+        )
     for c in pod.get("initContainers") or []:
         p.check("pod-no-init", False, d, f"initContainers[{c['name']}]", "not expected (emptyDir needs none)")
 
@@ -348,17 +374,25 @@ def container_checks(p: Policy, deploy: Obj, c: Obj, service: str, cm: Obj) -> N
     )
 
     image = c.get("image", "")
-    name, _, tag = image.partition("@")[0].rpartition(":") if ":" in image else (image, "", "")
-    p.check("ctr-image-name", name == f"modelserving-{service}", d, f + ".image", f"{image!r} not Pants'")
-    p.check("ctr-image-tag", bool(tag), d, f + ".image", f"{image!r} has no tag")
-    p.check("image-pinned-by-digest", "@sha256:" in image, d, f + ".image", "not pinned by digest")
-    env = {e["name"]: e for e in c.get("env") or []}
+    name, _, digest = image.partition("@")
+    p.check(
+        "ctr-image-name", name.endswith(f"modelserving-{service}"), d, f + ".image", f"{image!r} not Pants'"
+    )
+    p.check(
+        "image-pinned-by-digest",
+        bool(DIGEST.match(digest)) and ":" not in name.rpartition("/")[2],
+        d,
+        f + ".image",
+        f"{image!r}: a release names its image by digest alone, never by a tag (tags move)",
+    )
+    revision = config.get("APP_REVISION", "")
     p.check(
         "ctr-app-revision",
-        get(env.get("APP_REVISION"), "value") == tag,
-        d,
-        f + ".env[APP_REVISION]",
-        f"must equal the image tag {tag!r}",
+        (revision, digest == UNRELEASED_DIGEST) == ("unreleased", True)
+        or (bool(COMMIT.match(revision)) and digest != UNRELEASED_DIGEST),
+        cm,
+        "data.APP_REVISION",
+        f"{revision!r}: a released digest's commit (40 hex digits), or 'unreleased' with the zero digest",
     )
     refs = [get(e, "configMapRef.name") for e in c.get("envFrom") or []]
     p.check(
@@ -384,16 +418,30 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         "spec.selector.matchLabels",
         "must select the pod template by app.kubernetes.io/name",
     )
+    namespace = f"modelserving-{env}"
     for obj in objs:
+        if obj["kind"] not in CLUSTER_SCOPED:
+            p.check(
+                "namespace",
+                get(obj, "metadata.namespace") == namespace,
+                obj,
+                "metadata.namespace",
+                f"must be {namespace}",
+            )
+    ns = only(objs, "Namespace", where)
+    p.check("ns-name", ns["metadata"]["name"] == namespace, ns, "metadata.name", f"must be {namespace}")
+    labels = get(ns, "metadata.labels") or {}
+    for mode in ("enforce", "audit", "warn"):
+        key = f"pod-security.kubernetes.io/{mode}"
         p.check(
-            "namespace",
-            get(obj, "metadata.namespace") == f"modelserving-{env}",
-            obj,
-            "metadata.namespace",
-            f"must be modelserving-{env}",
+            f"ns-psa-{mode}",
+            labels.get(key) == "restricted" and labels.get(f"{key}-version") == f"v{K8S_VERSION}",
+            ns,
+            f"metadata.labels[{key}]",
+            f"must be restricted, at version v{K8S_VERSION}",
         )
 
-    cm = only(objs, "ConfigMap", where)
+    cm = settings_of(objs, service, where)
     config = cm.get("data") or {}
     p.check("config-environment", config.get("ENVIRONMENT") == env, cm, "data.ENVIRONMENT", f"must be {env}")
     p.check(
@@ -405,7 +453,7 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
     )
     p.check("config-port", config.get("PORT") == str(CONTAINER_PORT), cm, "data.PORT", "must match port http")
 
-    pod_checks(p, deploy)
+    pod_checks(p, deploy, env)
     containers = deploy["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1, f"{where}: expected one container, got {len(containers)}"
     container_checks(p, deploy, containers[0], service, cm)
@@ -441,7 +489,18 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         "must be the Deployment's selector",
     )
 
-    np = only(objs, "NetworkPolicy", where)
+    deny = only(objs, "NetworkPolicy", where, lambda name: name == "default-deny")
+    p.check(
+        "netpol-default-deny",
+        get(deny, "spec.podSelector") == {}
+        and sorted(get(deny, "spec.policyTypes") or []) == ["Egress", "Ingress"]
+        and not get(deny, "spec.ingress")
+        and not get(deny, "spec.egress"),
+        deny,
+        "spec",
+        "the namespace's default: every pod, no traffic in or out",
+    )
+    np = only(objs, "NetworkPolicy", where, lambda name: name != "default-deny")
     p.check(
         "netpol-selector",
         get(np, "spec.podSelector.matchLabels") == selector,
@@ -454,7 +513,7 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         sorted(get(np, "spec.policyTypes") or []) == ["Egress", "Ingress"],
         np,
         "spec.policyTypes",
-        "must be Ingress and Egress (deny by default)",
+        "must be Ingress and Egress",
     )
     ingress = get(np, "spec.ingress") or []
     p.check(
@@ -468,6 +527,14 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         "spec.ingress",
         "every rule must allow only TCP port http",
     )
+    peers = [peer for rule in ingress for peer in rule.get("from") or [{}]]
+    p.check(
+        "netpol-ingress-from-gateway-and-monitoring",
+        sorted(peer_names(peer) for peer in peers) == sorted([GATEWAY, (MONITORING_NAMESPACE, None)]),
+        np,
+        "spec.ingress[].from",
+        f"only the gateway's pods ({GATEWAY}) and the {MONITORING_NAMESPACE} namespace",
+    )
     egress = get(np, "spec.egress") or []
     p.check(
         "netpol-egress-dns-only",
@@ -476,12 +543,14 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
             rule.get("ports")
             and {(q.get("port"), q.get("protocol", "TCP")) for q in rule["ports"]}
             <= {(53, "UDP"), (53, "TCP")}
+            and [peer_names(peer) for peer in rule.get("to") or [{}]] == [("kube-system", "kube-dns")]
             for rule in egress
         ),
         np,
         "spec.egress",
-        "every rule must allow only port 53 (DNS)",
+        "only to the cluster DNS (kube-system's kube-dns pods), port 53",
     )
+    ingress_checks(p, only(objs, "Ingress", where), service, env, config, svc)
 
     hpas = [obj for obj in objs if obj["kind"] == "HorizontalPodAutoscaler"]
     if env == "prod":
@@ -505,11 +574,18 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
             "must scale on CPU",
         )
         p.check(
-            "deploy-replicas",
-            (get(deploy, "spec.replicas") or 1) >= 2,
+            "deploy-replicas-from-hpa",
+            "replicas" not in deploy["spec"],
             deploy,
             "spec.replicas",
-            "must be >= 2 in prod",
+            "prod's replica count is the HPA's: an apply must not scale it back",
+        )
+        p.check(
+            "hpa-scale-down-window",
+            (get(hpa, "spec.behavior.scaleDown.stabilizationWindowSeconds") or 0) >= 60,
+            hpa,
+            "spec.behavior.scaleDown.stabilizationWindowSeconds",
+            "must hold scale-downs for at least a minute",
         )
         p.check(
             "pdb-prod-min-available",
@@ -518,23 +594,107 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
             "spec.minAvailable",
             "prod keeps one pod up: minAvailable 1",
         )
+        p.check(
+            "pdb-below-hpa-min",
+            (get(pdb, "spec.minAvailable") or 0) < (get(hpa, "spec.minReplicas") or 1),
+            pdb,
+            "spec.minAvailable",
+            "must be below the HPA's minReplicas, or no pod could ever be evicted",
+        )
     else:
         p.check("hpa-prod-only", not hpas, deploy, "HorizontalPodAutoscaler", "only prod autoscales")
-    auth_checks(p, deploy, env)
+        p.check(
+            "deploy-replicas",
+            (get(deploy, "spec.replicas") or 0) >= 1,
+            deploy,
+            "spec.replicas",
+            "must be set",
+        )
+    auth_checks(p, deploy, service, env, config)
 
 
-def auth_checks(p: Policy, deploy: Obj, env: str) -> None:
-    """Prod requires bearer tokens, from a mounted Secret (never a literal); other environments run open."""
+def peer_names(peer: Obj) -> tuple[str | None, str | None]:
+    """A NetworkPolicy peer as (namespace name, pod name label), None where it selects any."""
+    namespace = get(peer, "namespaceSelector.matchLabels") or {}
+    expressions = get(peer, "podSelector.matchExpressions") or []
+    pods = {e["key"]: e["values"] for e in expressions if e.get("operator") == "In" and len(e["values"]) == 1}
+    pod = (pods.get("app.kubernetes.io/name") or pods.get("k8s-app") or [None])[0]
+    if get(peer, "podSelector.matchLabels") or len(pods) != len(expressions):
+        pod = "<other selector>"
+    return namespace.get("kubernetes.io/metadata.name"), pod
+
+
+def ingress_checks(p: Policy, ing: Obj, service: str, env: str, config: dict[str, str], svc: Obj) -> None:
+    """The service's way in: one rule, its ROOT_PATH as a prefix, the Service's http port, the
+    body limit the app enforces, and TLS in prod."""
+    rules = get(ing, "spec.rules") or []
+    paths = [path for rule in rules for path in get(rule, "http.paths") or []]
+    p.check("ing-class", get(ing, "spec.ingressClassName") == "nginx", ing, "spec.ingressClassName", "nginx")
+    p.check(
+        "ing-root-path",
+        config.get("ROOT_PATH") == f"/{service}"
+        and len(rules) == 1
+        and [(x.get("path"), x.get("pathType")) for x in paths] == [(f"/{service}", "Prefix")],
+        ing,
+        "spec.rules[0].http.paths",
+        f"one Prefix path, /{service}, the service's ROOT_PATH",
+    )
+    p.check(
+        "ing-backend",
+        [get(x, "backend.service") for x in paths]
+        == [{"name": svc["metadata"]["name"], "port": {"name": "http"}}],
+        ing,
+        "spec.rules[0].http.paths[0].backend",
+        "the service's Service, port http",
+    )
+    limit = get(ing, "metadata.annotations") or {}
+    p.check(
+        "ing-body-size",
+        nginx_size(limit.get("nginx.ingress.kubernetes.io/proxy-body-size", ""))
+        == int(config["MAX_BODY_BYTES"]),
+        ing,
+        "metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]",
+        f"must be MAX_BODY_BYTES ({config['MAX_BODY_BYTES']})",
+    )
+    hosts = [rule.get("host") for rule in rules]
+    tls = get(ing, "spec.tls") or []
+    if env == "prod":
+        p.check(
+            "ing-tls",
+            len(tls) == 1 and tls[0].get("hosts") == hosts and bool(tls[0].get("secretName")),
+            ing,
+            "spec.tls",
+            "prod serves its host over TLS, the certificate from a Secret",
+        )
+
+
+def nginx_size(value: str) -> int:
+    """nginx's size syntax (`1m`, `512k`, `1048576`) in bytes; -1 if it is not one."""
+    match = re.fullmatch(r"([0-9]+)([kKmMgG]?)", value)
+    if not match:
+        return -1
+    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2).lower()]
+
+
+def auth_checks(p: Policy, deploy: Obj, service: str, env: str, config: dict[str, str]) -> None:
+    """Prod requires bearer tokens, from the service's own mounted Secret (never a literal);
+    other environments run open."""
     pod = deploy["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     env_vars = {e["name"]: e for e in c.get("env") or []}
     f = "spec.template.spec.containers[0]"
     p.check(
-        "auth-no-literal-token", "AUTH_TOKEN" not in env_vars, deploy, f + ".env", "no token in the manifest"
+        "auth-no-literal-token",
+        "AUTH_TOKEN" not in env_vars and "AUTH_TOKEN" not in config,
+        deploy,
+        f + ".env",
+        "no token in the manifest",
     )
-    token_file = get(env_vars.get("AUTH_TOKEN_FILE"), "value")
+    token_file = config.get("AUTH_TOKEN_FILE")
     if env != "prod":
-        p.check("auth-prod-only", token_file is None, deploy, f + ".env[AUTH_TOKEN_FILE]", "auth is for prod")
+        p.check(
+            "auth-prod-only", token_file is None, deploy, "ConfigMap data.AUTH_TOKEN_FILE", "auth is for prod"
+        )
         return
     mounts = [
         m for m in c.get("volumeMounts") or [] if token_file and token_file.startswith(m["mountPath"] + "/")
@@ -545,12 +705,12 @@ def auth_checks(p: Policy, deploy: Obj, env: str) -> None:
         "auth-token-from-secret",
         len(mounts) == 1
         and mounts[0].get("readOnly") is True
-        and bool(secret.get("secretName"))
+        and secret.get("secretName") == f"{service}-api-tokens"
         and secret.get("optional") is False
         and token_file == f"{mounts[0]['mountPath']}/{secret['items'][0]['path']}",
         deploy,
-        f + ".env[AUTH_TOKEN_FILE]",
-        "prod must read tokens from a read-only mount of a required Secret",
+        "ConfigMap data.AUTH_TOKEN_FILE",
+        f"prod reads tokens from a read-only mount of its own required Secret, {service}-api-tokens",
     )
 
 
@@ -561,3 +721,69 @@ def test_policy(service: str, env: str) -> None:
     unknown = set(ALLOW_LIST) - policy.ran
     assert not unknown, f"ALLOW_LIST names checks that do not exist: {sorted(unknown)}"
     assert not policy.failures, "policy:\n" + "\n".join(policy.failures)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_service_of_an_environment_shares_its_one_host(env: str) -> None:
+    hosts = {
+        service: [rule.get("host") for rule in get(only(render(service, env), "Ingress", env), "spec.rules")]
+        for service in SERVICES
+    }
+    assert len({tuple(h) for h in hosts.values()}) == 1 and all(len(h) == 1 for h in hosts.values()), hosts
+
+
+def test_no_committed_overlay_names_a_mutable_image() -> None:
+    for service, env in OVERLAYS:
+        for obj in render(service, env):
+            for container in get(obj, "spec.template.spec.containers") or []:
+                image = container["image"]
+                assert image.endswith("@" + UNRELEASED_DIGEST) or DIGEST.match(image.partition("@")[2]), image
+                assert (
+                    ":" not in image.partition("@")[0].rpartition("/")[2]
+                ), f"{service}/{env}: tag in {image}"
+
+
+def release(tree: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(tree / "release"), *arguments], capture_output=True, text=True, check=False)
+
+
+def test_a_release_pins_the_digest_and_the_commit(tmp_path: Path) -> None:
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S_ROOT, tree)
+    digest = "sha256:" + "4f" * 32
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    image = f"registry.example:5000/team/modelserving-titanic@{digest}"
+    done = release(tree, "titanic", "prod", image, commit)
+    assert done.returncode == 0, done.stderr
+    objs = render("titanic", "prod", tree)
+    (container,) = only(objs, "Deployment", "release")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == image
+    assert settings_of(objs, "titanic", "release")["data"]["APP_REVISION"] == commit
+    policy = Policy("titanic", "prod (released)")
+    service_checks(policy, objs, "titanic", "prod")
+    assert not policy.failures, policy.failures
+    assert render("titanic", "staging", tree) == render("titanic", "staging"), "only that overlay changes"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        (
+            ("titanic", "prod", "modelserving-titanic:latest", "0" * 40),
+            "is not <image>@sha256:<64 hex digits>",
+        ),
+        (
+            ("titanic", "prod", "modelserving-titanic@sha256:abc", "0" * 40),
+            "is not <image>@sha256:<64 hex digits>",
+        ),
+        (("titanic", "prod", "modelserving-iris@sha256:" + "a" * 64, "0" * 40), "is not an image of titanic"),
+        (("titanic", "prod", "modelserving-titanic@sha256:" + "a" * 64, "main"), "is not a full git commit"),
+        (("titanic", "qa", "modelserving-titanic@sha256:" + "a" * 64, "0" * 40), "no overlay"),
+    ],
+)
+def test_a_release_refuses_what_is_not_one(tmp_path: Path, arguments: tuple[str, ...], error: str) -> None:
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S_ROOT, tree)
+    refused = release(tree, *arguments)
+    assert refused.returncode == 2 and error in refused.stderr, refused.stderr
+    assert render("titanic", "prod", tree) == render("titanic", "prod"), "nothing written"

@@ -28,8 +28,9 @@ does about them:
 Publishing (`--publish`, main-branch CI): everything is built as a release
 (BASE_IMAGE_BUILD=release: exactly base-image/packages.lock); each changed image is tagged
 with the commit and pushed to $REGISTRY when it is set, and its SBOM written to
-dist/codegen/; each changed overlay is rendered with its image pinned to that tag into
-dist/manifests/<service>-<env>.yaml.
+dist/codegen/; each changed overlay is rendered as a release, its image pinned by the digest
+the registry answered the push with and APP_REVISION set to the commit (k8s/release), into
+dist/manifests/<service>-<env>.yaml. Without a registry there is no digest, so no release.
 """
 
 from __future__ import annotations
@@ -254,6 +255,7 @@ def build(repo: Path, result: Plan) -> None:
 def publish(repo: Path, result: Plan, commit: str) -> None:
     registry = os.environ.get("REGISTRY", "").rstrip("/")
     docker = shutil.which("docker") or "docker"
+    pushed: dict[str, str] = {}  # image name -> <registry>/<name>@sha256:<digest>
     for repository in sorted(result.images.values()):
         if not registry:
             print(f"REGISTRY is not set: {repository}:{commit} stays in the local engine")
@@ -261,7 +263,8 @@ def publish(repo: Path, result: Plan, commit: str) -> None:
         remote = f"{registry}/{repository}:{commit}"
         run(docker, "tag", f"{repository}:{commit}", remote, cwd=repo)
         run(docker, "push", remote, cwd=repo, capture=False)
-        print(f"pushed {remote}")
+        pushed[repository] = pushed_digest(docker, repo, remote)
+        print(f"pushed {remote} as {pushed[repository]}")
     # Each image's SBOM, next to the build output: dist/codegen/<service dir>/sbom.cdx.json.
     sboms = [
         address.replace(":image", ":sbom").replace(":base", ":sbom") for address in sorted(result.images)
@@ -272,23 +275,34 @@ def publish(repo: Path, result: Plan, commit: str) -> None:
     manifests.mkdir(parents=True, exist_ok=True)
     for overlay in result.overlays:
         _, service, _, env = overlay.split("/")
+        reference = pushed.get(f"modelserving-{service}")
+        if reference is None:
+            print(f"{overlay}: no image of {service} pushed (no registry, or unchanged): no release")
+            continue
         target = manifests / f"{service}-{env}.yaml"
-        target.write_text(render_pinned(repo, service, env, registry, commit))
+        target.write_text(render_release(repo, service, env, reference, commit))
         print(f"rendered {overlay} -> {target.relative_to(repo)}")
 
 
-def render_pinned(repo: Path, service: str, env: str, registry: str, tag: str) -> str:
-    """The overlay rendered with its image pinned to `tag` (and `registry`), the committed files untouched."""
+def pushed_digest(docker: str, repo: Path, remote: str) -> str:
+    """`<registry>/<name>@sha256:...`: what the registry stored `remote` as."""
+    name = remote.rpartition(":")[0]
+    digests = json.loads(
+        run(docker, "image", "inspect", "--format", "{{json .RepoDigests}}", remote, cwd=repo)
+    )
+    matching = [digest for digest in digests if digest.startswith(name + "@")]
+    if not matching:
+        raise SystemExit(f"{remote}: the engine recorded no digest for it after the push")
+    return str(matching[0])
+
+
+def render_release(repo: Path, service: str, env: str, reference: str, commit: str) -> str:
+    """The overlay rendered as the release of `reference` (image@digest) and `commit`, the
+    committed files untouched."""
     with tempfile.TemporaryDirectory() as scratch:
         k8s = Path(scratch) / "k8s"
         shutil.copytree(repo / "k8s", k8s)
-        run(str(k8s / "set-image-tag"), service, env, tag, cwd=repo)
-        if registry:
-            overlay = k8s / service / "overlays" / env / "kustomization.yaml"
-            name = f"modelserving-{service}"
-            overlay.write_text(
-                overlay.read_text().replace(f"newName: {name}\n", f"newName: {registry}/{name}\n")
-            )
+        run(str(k8s / "release"), service, env, reference, commit, cwd=repo)
         return run("kubectl", "kustomize", str(k8s / service / "overlays" / env), cwd=repo)
 
 

@@ -1,0 +1,140 @@
+"""Every service's image behind the gateway its staging overlays declare (nginx, Debian's package,
+configured from the rendered Ingress objects): each model answers through its `/<service>` prefix,
+its docs and OpenAPI document work under it, nothing else is routed, and nginx refuses bodies over
+the limit the app sets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from containers.engine import built_image, docker_client
+from containers.harness import POD_FLAGS, SERVICES, prediction_request
+from gateway.nginx import Route, ingress_routes, rendered, running_gateway
+
+from modelserving.testing import free_port
+
+ENVIRONMENT = "staging"  # plain HTTP; prod adds TLS to the same routes
+
+
+class Gateway:
+    def __init__(
+        self, url: str, host: str, direct: dict[str, str], config: dict[str, dict[str, str]]
+    ) -> None:
+        self.url, self.host, self.direct, self.config = url, host, direct, config
+
+    def call(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **options: Any
+    ) -> httpx.Response:
+        """A request to the gateway, for its host unless `headers` name another."""
+        headers = {"host": self.host, **(headers or {})}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **options)
+
+
+def run_image(docker: str, service: str, env: dict[str, str], stack: ExitStack) -> str:
+    """The service's image under a Pod's constraints, with its overlay's settings: its URL."""
+    port = free_port()
+    flags = [flag for name, value in {**env, "PORT": str(port)}.items() for flag in ("-e", f"{name}={value}")]
+    container = subprocess.check_output(
+        [docker, "run", "-d", *POD_FLAGS, *flags, built_image(service)], text=True
+    )
+    stack.callback(lambda: subprocess.run([docker, "rm", "-f", container.strip()], capture_output=True))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not ready(url):
+        if time.monotonic() > deadline:
+            logs = subprocess.run([docker, "logs", container.strip()], capture_output=True, text=True)
+            pytest.fail(f"{service} never became ready:\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.2)
+    return url
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    docker = docker_client()
+    with ExitStack() as stack:
+        backends: dict[Route, str] = {}
+        direct: dict[str, str] = {}
+        config: dict[str, dict[str, str]] = {}
+        for service in sorted(SERVICES):
+            objects = rendered(Path(f"k8s/{service}/overlays/{ENVIRONMENT}"))
+            (config[service],) = (
+                obj["data"]
+                for obj in objects
+                if obj["kind"] == "ConfigMap"
+                and obj["metadata"]["name"].startswith(f"{service}-model-config-")
+            )
+            direct[service] = run_image(docker, service, config[service], stack)
+            for route in ingress_routes(objects):
+                backends[route] = direct[service].removeprefix("http://")
+        (host,) = {route.host for route in backends}
+        assert sorted(route.prefix for route in backends) == sorted(f"/{s}" for s in SERVICES)
+        url = stack.enter_context(running_gateway(tmp_path_factory.mktemp("nginx"), backends))
+        yield Gateway(url, host, direct, config)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_model_answers_through_its_prefix(gateway: Gateway, service: str) -> None:
+    path, rows = prediction_request(service)
+    through = gateway.call("POST", f"/{service}{path}", json=rows)
+    assert through.status_code == 200, through.text
+    assert through.json() == httpx.post(gateway.direct[service] + path, json=rows).json()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_docs_work_under_the_prefix(gateway: Gateway, service: str) -> None:
+    assert (
+        gateway.call("GET", f"/{service}/", follow_redirects=False).headers["location"] == f"/{service}/docs"
+    )
+    page = gateway.call("GET", f"/{service}/docs")
+    assert page.status_code == 200 and f"/{service}/openapi.json" in page.text
+    document = gateway.call("GET", f"/{service}/openapi.json").json()
+    assert document["servers"] == [{"url": f"/{service}"}]
+    path, _ = prediction_request(service)
+    assert path in document["paths"]
+    asset = gateway.call("GET", f"/{service}/docs/static/swagger-ui-bundle.js")
+    assert asset.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [
+        (None, "/livez"),  # no prefix
+        (None, "/nope/livez"),  # no such model
+        (None, "/titanicx/livez"),  # a prefix is a whole path segment
+        ("elsewhere.example.com", "/titanic/livez"),  # not the environment's host
+    ],
+)
+def test_nothing_else_is_routed(gateway: Gateway, host: str | None, path: str) -> None:
+    response = gateway.call("GET", path, headers={"host": host or gateway.host})
+    assert response.status_code == 404
+    assert response.headers.get("server", "").startswith("nginx"), "the gateway itself must refuse it"
+
+
+def test_the_gateway_refuses_bodies_over_the_apps_limit(gateway: Gateway) -> None:
+    limit = int(gateway.config["titanic"]["MAX_BODY_BYTES"])
+    path, _ = prediction_request("titanic")
+    over = gateway.call("POST", f"/titanic{path}", content=b"[" + b" " * limit + b"]")
+    assert over.status_code == 413 and "nginx" in over.text
+    within = gateway.call(
+        "POST",
+        f"/titanic{path}",
+        content=json.dumps([]).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert within.status_code == 200

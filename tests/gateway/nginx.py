@@ -1,0 +1,115 @@
+"""The gateway as the rendered Ingress declares it, run by Debian's nginx on loopback.
+
+`ingress_routes` reads the Ingress objects of rendered overlays: per host, each path prefix
+and its body limit. `running_gateway` writes an nginx configuration routing exactly those
+(`Prefix` as ingress-nginx reads it: the path itself and everything under it), each prefix to
+the backend the test says serves it, with the prefix kept as the Ingress keeps it, and a
+default server answering 404 to anything else; then runs nginx in the foreground until the
+block ends. Tests reach it on its port with the host's name in the Host header.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from modelserving.testing import free_port
+
+BODY_SIZE_ANNOTATION = "nginx.ingress.kubernetes.io/proxy-body-size"
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str
+    prefix: str  # an Ingress path of pathType Prefix
+    service: str  # the backend Service's name
+    body_size: str  # nginx's syntax, as the annotation gives it
+
+
+def rendered(overlay: Path) -> list[dict[str, Any]]:
+    output = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+    )
+    return [obj for obj in yaml.safe_load_all(output.stdout) if obj]
+
+
+def ingress_routes(objects: list[dict[str, Any]]) -> list[Route]:
+    routes = []
+    for ingress in (obj for obj in objects if obj["kind"] == "Ingress"):
+        body_size = (ingress["metadata"].get("annotations") or {}).get(BODY_SIZE_ANNOTATION, "1m")
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["pathType"] == "Prefix", f"only Prefix paths are routed here: {path}"
+                backend = path["backend"]["service"]["name"]
+                routes.append(Route(rule["host"], path["path"].rstrip("/"), backend, body_size))
+    return routes
+
+
+def nginx_configuration(directory: Path, port: int, backends: Mapping[Route, str]) -> str:
+    """`backends`: each route's upstream (`127.0.0.1:<port>`)."""
+    servers: dict[str, list[str]] = {}
+    for route, upstream in backends.items():
+        proxy = (
+            f"proxy_pass http://{upstream}; proxy_set_header Host $host; "
+            f"client_max_body_size {route.body_size};"
+        )
+        servers.setdefault(route.host, []).extend(
+            [f"location = {route.prefix} {{ {proxy} }}", f"location {route.prefix}/ {{ {proxy} }}"]
+        )
+    temp = " ".join(
+        f"{kind}_temp_path {directory / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    blocks = [
+        f"server {{ listen 127.0.0.1:{port}; server_name {host}; "
+        f"{' '.join(locations)} location / {{ return 404; }} }}"
+        for host, locations in servers.items()
+    ]
+    return (
+        f"pid {directory / 'nginx.pid'}; error_log stderr; events {{}}\n"
+        f"http {{ access_log off; {temp}\n"
+        f"server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n" + "\n".join(blocks) + "\n}\n"
+    )
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(found).exists():
+        pytest.fail("nginx not found: ./pants test installs it (3rdparty/system/tools.txt)", pytrace=False)
+    return found
+
+
+@contextmanager
+def running_gateway(scratch: Path, backends: Mapping[Route, str]) -> Iterator[str]:
+    """nginx routing `backends`; yields its URL (http://127.0.0.1:<port>)."""
+    port = free_port()
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "nginx.conf").write_text(nginx_configuration(scratch, port, backends))
+    command = [nginx_binary(), "-p", str(scratch), "-c", str(scratch / "nginx.conf"), "-e", "stderr"]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
