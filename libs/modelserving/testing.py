@@ -14,6 +14,7 @@ adds its own tests with the same `client` fixture:
 Only tests import this module: it needs pytest and httpx, which serving does not.
 """
 
+import fcntl
 import importlib
 import json
 import math
@@ -21,6 +22,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -59,15 +61,34 @@ def started(service: ModelService[Any, Any], **settings: Any) -> Iterator[Servic
 
 
 BACKGROUND_NICENESS = 10
+# Held shared by every test process that keeps cores busy for minutes, exclusively by a test that
+# times latencies: on a shared machine (Pants runs test files in parallel) the two never overlap.
+BUSY_TESTS_LOCK = Path(tempfile.gettempdir()) / "modelserving-busy-tests.lock"
+_held_locks: list[Any] = []
 
 
 def yield_the_cpu() -> None:
     """For a test module that keeps cores busy for minutes (training, builds, load generators):
-    lower this process's scheduling priority, and so its children's, so that the tests timing
-    latencies beside it on a shared machine (test_slow_model.py) get the CPU when they need it."""
+    wait while a latency test runs (`cpu_to_myself`), hold it off for the life of this process,
+    and run at a lower priority, as do the processes this one starts."""
+    lock = BUSY_TESTS_LOCK.open("a")
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    _held_locks.append(lock)  # released when the process ends
     current = os.nice(0)
     if current < BACKGROUND_NICENESS:
         os.nice(BACKGROUND_NICENESS - current)
+
+
+@contextmanager
+def cpu_to_myself() -> Iterator[None]:
+    """For a test that times latencies: wait until no busy test module runs (`yield_the_cpu`),
+    and keep new ones from starting until the block ends."""
+    with BUSY_TESTS_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def free_port() -> int:

@@ -5,9 +5,9 @@ and under plain uvicorn, which knows nothing of this project.
 
 Every window of load must answer every request and grow batches; the probes' target must
 hold in one of up to WINDOWS windows, so that other work on a shared CI machine does not
-decide the outcome (a model on the event loop misses it by seconds in each). The test
-modules that keep cores busy for minutes run at a lower priority for the same reason
-(`modelserving.testing.yield_the_cpu`).
+decide the outcome (a model on the event loop misses it by seconds in each). For the same
+reason the test waits until no test module that keeps cores busy for minutes is running, and
+holds new ones off meanwhile (`modelserving.testing.cpu_to_myself`, `yield_the_cpu`).
 
 The clients run in a process of their own: in the prober's process, their threads would hold
 its GIL for up to Python's switch interval at each step of a probe, timing the test's side.
@@ -20,13 +20,13 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from modelserving.testing import predict_calls, running_server
+from modelserving.testing import cpu_to_myself, predict_calls, running_server
 from titanic.main import SERVICE
 
 PROBE_P99_MS = 50
@@ -108,6 +108,12 @@ def loaded_window(url: str) -> tuple[dict[str, float], list[str]]:
         broken.append("batches did not grow with load")
     broken += [f"{path}: only {len(taken)} probes" for path, taken in probes.items() if len(taken) < 50]
     return figures, broken
+
+
+@pytest.fixture(scope="module", autouse=True)
+def machine_to_ourselves() -> Iterator[None]:
+    with cpu_to_myself():
+        yield
 
 
 @pytest.mark.parametrize("server", list(SERVERS))
