@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from gateway.nginx import ingress_routes, rendered, running_gateway
+from gateway.nginx import ingress_routes, running_gateway
+from k8s.overlays import render
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect, sync_playwright
 
 from modelserving.testing import free_port, running_server
@@ -38,12 +39,12 @@ PANTS_EXTRA_OUTPUT = "extra-output"
 expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
-GATEWAY_OVERLAY = Path("k8s/titanic/overlays/staging")
+GATEWAY_OVERLAY = ("titanic", "staging")  # the service and environment whose Ingress is routed
 
 
 @pytest.fixture(scope="module")
 def gateway_routes() -> list[Any]:
-    return ingress_routes(rendered(GATEWAY_OVERLAY))
+    return ingress_routes(render(*GATEWAY_OVERLAY))
 
 
 @pytest.fixture(scope="module", params=["direct", "through the gateway"])

@@ -11,14 +11,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from containers.engine import built_image, docker_client
 from containers.harness import POD_FLAGS, SERVICES, prediction_request
-from gateway.nginx import Route, ingress_routes, rendered, running_gateway
+from gateway.nginx import Route, ingress_routes, running_gateway
+from k8s.overlays import render
 
 from modelserving.testing import free_port
 
@@ -72,7 +72,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         direct: dict[str, str] = {}
         config: dict[str, dict[str, str]] = {}
         for service in sorted(SERVICES):
-            objects = rendered(Path(f"k8s/{service}/overlays/{ENVIRONMENT}"))
+            objects = render(service, ENVIRONMENT)
             (config[service],) = (
                 obj["data"]
                 for obj in objects

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from modelserving.testing import free_port
 
@@ -32,15 +31,7 @@ BODY_SIZE_ANNOTATION = "nginx.ingress.kubernetes.io/proxy-body-size"
 class Route:
     host: str
     prefix: str  # an Ingress path of pathType Prefix
-    service: str  # the backend Service's name
     body_size: str  # nginx's syntax, as the annotation gives it
-
-
-def rendered(overlay: Path) -> list[dict[str, Any]]:
-    output = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
-    )
-    return [obj for obj in yaml.safe_load_all(output.stdout) if obj]
 
 
 def ingress_routes(objects: list[dict[str, Any]]) -> list[Route]:
@@ -50,8 +41,7 @@ def ingress_routes(objects: list[dict[str, Any]]) -> list[Route]:
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 assert path["pathType"] == "Prefix", f"only Prefix paths are routed here: {path}"
-                backend = path["backend"]["service"]["name"]
-                routes.append(Route(rule["host"], path["path"].rstrip("/"), backend, body_size))
+                routes.append(Route(rule["host"], path["path"].rstrip("/"), body_size))
     return routes
 
 

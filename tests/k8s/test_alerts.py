@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_manifests import OVERLAYS, render
+
+from k8s.overlays import OVERLAYS, render
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "k8s" / "components" / "environment"
 RULES, TESTS = RULES_DIR / "alerts.rules.yaml", RULES_DIR / "alerts.test.yaml"

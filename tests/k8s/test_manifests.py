@@ -11,25 +11,18 @@ NetworkPolicy, PDB, HPA, spread, Ingress, auth, and images by digest with APP_RE
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore  # no type information shipped
 import pytest
-import yaml
+
+from k8s.overlays import ENVIRONMENTS, K8S_ROOT, OVERLAYS, SERVICES, Obj, Rendered, release, render
 
 K8S_VERSION = "1.32"  # the kubectl on the machines, and the oldest cluster supported
-K8S_ROOT = Path(__file__).resolve().parents[2] / "k8s"
-# The registry (pants-plugins/services.py), passed by tests/k8s/BUILD.
-SERVICES = tuple(os.environ.get("MODEL_SERVICES", "").split(","))
-ENVIRONMENTS = ("dev", "staging", "prod")
-OVERLAYS = [(service, env) for service in SERVICES for env in ENVIRONMENTS]
 UID = GID = 1001  # the image's USER (pants-plugins/macros.py)
 CONTAINER_PORT = 8000  # the image's PORT and EXPOSE
 
@@ -42,9 +35,6 @@ GATEWAY = ("ingress-nginx", "ingress-nginx")  # the ingress controller's namespa
 MONITORING_NAMESPACE = "monitoring"
 CLUSTER_SCOPED = {"Namespace"}
 
-Obj = dict[str, Any]
-Rendered = list[Obj]
-
 # PSS restricted: the only volume types allowed.
 RESTRICTED_VOLUME_TYPES = {
     "configMap",
@@ -56,24 +46,6 @@ RESTRICTED_VOLUME_TYPES = {
     "projected",
     "secret",
 }
-
-
-def kubectl() -> str:
-    found = shutil.which("kubectl") or "/usr/bin/kubectl"
-    if not os.access(found, os.X_OK):
-        pytest.fail("kubectl not found (expected /usr/bin/kubectl, v1.32): cannot render overlays", False)
-    return found
-
-
-@functools.cache
-def render(service: str, env: str, root: Path = K8S_ROOT) -> Rendered:
-    overlay = root / service / "overlays" / env
-    result = subprocess.run(
-        [kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{service}/{env}: kubectl kustomize failed: {result.stderr.strip()}", False)
-    return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
 
 
 def only(objs: Rendered, kind: str, where: str, name: Callable[[str], bool] = lambda _: True) -> Obj:
@@ -741,10 +713,6 @@ def test_no_committed_overlay_names_a_mutable_image() -> None:
                 assert (
                     ":" not in image.partition("@")[0].rpartition("/")[2]
                 ), f"{service}/{env}: tag in {image}"
-
-
-def release(tree: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(tree / "release"), *arguments], capture_output=True, text=True, check=False)
 
 
 def test_a_release_pins_the_digest_and_the_commit(tmp_path: Path) -> None:
