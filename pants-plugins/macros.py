@@ -17,6 +17,7 @@ def model_service(name, data=True, model_dependencies=(), test_timeout=600, **kw
                                  directory (one training on a bundled data set)
     :lib      the whole service (sources, model, data), for tests and tools that use all of it
     :tests    <name>/test_*.py   API and model-quality tests
+    :test_utils  <name>/conftest.py, where the tests share fixtures
     :serve    <name>/main.py with its imports, and :model. `./pants run services/<name>:serve`;
               `package` -> the PEX the image installs
     :train    <name>/train.py with its imports, and :data. `./pants run services/<name>:train`
@@ -31,7 +32,8 @@ def model_service(name, data=True, model_dependencies=(), test_timeout=600, **kw
     data_targets = [":data"] if data else []
     if data:
         resources(name="data", sources=["data/*"])
-    python_sources(name="sources", sources=["*.py", "!test_*.py"], **kwargs)
+    python_sources(name="sources", sources=["*.py", "!test_*.py", "!conftest.py"], **kwargs)
+    python_test_utils(name="test_utils")
     target(name="lib", dependencies=[":sources", ":model", *data_targets])
     python_tests(
         name="tests",

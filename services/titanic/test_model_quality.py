@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modelserving import load_model
@@ -81,7 +82,9 @@ def test_the_simplest_candidate_within_one_standard_error_of_the_best_is_chosen(
 
 
 @pytest.mark.parametrize("candidate", CANDIDATES, ids=[candidate.name for candidate in CANDIDATES])
-def test_every_candidate_serves_exactly_what_its_pipeline_predicts(candidate: Candidate) -> None:
+def test_every_candidate_serves_exactly_what_its_pipeline_predicts(
+    candidate: Candidate, odd_passengers: pd.DataFrame
+) -> None:
     """What serving computes (NumPy features and model, from the arrays) is the fitted pipeline's
     answer, on every training passenger and on rows the training data lacks."""
     frame, survived = load_training_data(train.DATA)
@@ -89,17 +92,8 @@ def test_every_candidate_serves_exactly_what_its_pipeline_predicts(candidate: Ca
     scorer = survival_scorer(pipeline)
     served = type(scorer).from_arrays(scorer.to_arrays())
     assert np.abs(served.scores(passenger_records(frame)) - pipeline.predict_proba(frame)[:, 1]).max() < 1e-12
-    odd = frame.iloc[:3].copy()
-    odd["PassengerId"] = [5000, 5001, 5002]
-    odd["Sex"] = [None, "female", "male"]
-    odd["Embarked"] = ["X", None, "S"]
-    odd["Name"] = ["no comma", "Doe, Dr. J", "Roe, Mme. A"]
-    odd["Age"] = [None, 0.1, 120]
-    odd["Fare"] = [None, 0, 10000]
-    odd["Cabin"] = [None, "C85", None]
-    odd["Ticket"] = [None, "PC 17599", "never seen"]
-    odd_scores = served.scores(passenger_records(odd))
-    assert np.abs(odd_scores - pipeline.predict_proba(odd)[:, 1]).max() < 1e-12
+    odd_scores = served.scores(passenger_records(odd_passengers))
+    assert np.abs(odd_scores - pipeline.predict_proba(odd_passengers)[:, 1]).max() < 1e-12
 
 
 def test_a_passenger_is_not_described_by_their_own_outcome() -> None:

@@ -1,60 +1,15 @@
 """The served scorer gives every passenger the same features and score whatever the batch: a
 large request is encoded a column at a time, a small one row by row, and both agree exactly."""
 
-from types import SimpleNamespace
-
 import numpy as np
+import pandas as pd
 import pytest
 
 from modelserving import load_model
 from titanic.features import load_training_data, passenger_records
 from titanic.main import MODEL_DIR, SERVICE, prepare
-from titanic.schemas import Passenger
 from titanic.scoring import COLUMNS_FROM, SurvivalScorer
 from titanic.train import DATA
-
-ODD_PASSENGERS = [
-    SimpleNamespace(
-        PassengerId=5000,
-        Pclass=None,
-        Name="no comma",
-        Sex=None,
-        Age=None,
-        SibSp=None,
-        Parch=None,
-        Ticket=None,
-        Fare=None,
-        Cabin=None,
-        Embarked="X",
-    ),
-    SimpleNamespace(
-        PassengerId=5001,
-        Pclass=1,
-        Name="Doe, Dr. J",
-        Sex="female",
-        Age=0.1,
-        SibSp=0,
-        Parch=0,
-        Ticket="PC 17599",
-        Fare=0,
-        Cabin="C85",
-        Embarked=None,
-    ),
-    SimpleNamespace(
-        PassengerId=5002,
-        Pclass=3,
-        Name="Roe, Mme. A",
-        Sex="male",
-        Age=120,
-        SibSp=8,
-        Parch=6,
-        Ticket="never seen",
-        Fare=10000,
-        Cabin=None,
-        Embarked="S",
-    ),
-    Passenger(PassengerId=5003, Pclass=2, Name="Kelly, Mr. James", Sex="male", SibSp=0, Parch=0),
-]
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +20,10 @@ def scorer() -> SurvivalScorer:
 
 
 @pytest.fixture(scope="module")
-def passengers() -> list[object]:
+def passengers(odd_passengers: pd.DataFrame) -> list[object]:
     """The 891 training passengers (gaps as None, as requests have them) and odd ones."""
     frame, _ = load_training_data(DATA)
-    return [*passenger_records(frame), *ODD_PASSENGERS]
+    return passenger_records(pd.concat([frame, odd_passengers]))
 
 
 def test_columns_and_rows_give_the_same_matrix(scorer: SurvivalScorer, passengers: list[object]) -> None:
