@@ -99,18 +99,19 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     tokens = configured_tokens(config)
     protect = [BearerAuth(tokens).dependency()] if tokens else []
 
-    typed, rows_adapter = typed_router(plane, protect)
-    app.include_router(typed)
+    # Each layer adds its routes to the app itself: FastAPI matches the routes of an included
+    # router twice per request (to pick the router, then within it), here once.
+    rows_adapter = add_typed_routes(app.router, plane, protect)
     extend_openapi(app, schema_components(rows_adapter))
     add_v2_routes(app, plane, protect)
-    app.include_router(health_router(plane))
-    app.include_router(metrics_router(protect if config.metrics_require_token else []))
+    add_health_routes(app.router, plane)
+    add_metrics_routes(app.router, protect if config.metrics_require_token else [])
     return app
 
 
-def typed_router(plane: DataPlane, protect: Sequence[Any]) -> tuple[APIRouter, TypeAdapter[list[Any]]]:
-    """The service's own predict route (a list of its typed rows in, its typed response out),
-    and the adapter that reads its body."""
+def add_typed_routes(router: APIRouter, plane: DataPlane, protect: Sequence[Any]) -> TypeAdapter[list[Any]]:
+    """The service's own predict route (a list of its typed rows in, its typed response out);
+    returns the adapter that reads its body."""
     service, config = plane.service, plane.settings
     # The body's item type is the service's, known at run time.
     rows_type: Any = Annotated[
@@ -134,7 +135,6 @@ def typed_router(plane: DataPlane, protect: Sequence[Any]) -> tuple[APIRouter, T
         # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
         return Response(response.model_dump_json(), media_type="application/json")
 
-    router = APIRouter()
     router.add_api_route(
         service.predict_path,
         predict,
@@ -147,13 +147,12 @@ def typed_router(plane: DataPlane, protect: Sequence[Any]) -> tuple[APIRouter, T
         openapi_extra=documented_body(rows_adapter, examples=examples),
         dependencies=list(protect),
     )
-    return router, rows_adapter
+    return rows_adapter
 
 
-def health_router(plane: DataPlane) -> APIRouter:
+def add_health_routes(router: APIRouter, plane: DataPlane) -> None:
     """The original service's health checks, Kubernetes' probes, and `/` to the docs."""
     service, config = plane.service, plane.settings
-    router = APIRouter()
 
     @router.get("/", include_in_schema=False)
     async def index(request: Request) -> RedirectResponse:
@@ -196,12 +195,9 @@ def health_router(plane: DataPlane) -> APIRouter:
         status = "shutting down" if state.shutting_down else "starting"
         return JSONResponse({"status": status}, status_code=503)
 
-    return router
 
-
-def metrics_router(protect: Sequence[Any]) -> APIRouter:
+def add_metrics_routes(router: APIRouter, protect: Sequence[Any]) -> None:
     """Prometheus metrics, behind `protect` (auth) if given."""
-    router = APIRouter()
 
     @router.get(
         "/metrics",
@@ -213,5 +209,3 @@ def metrics_router(protect: Sequence[Any]) -> APIRouter:
     )
     def prometheus_metrics() -> Response:
         return metrics.metrics_response()
-
-    return router

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from enum import Enum
 from typing import Annotated, Any, Literal, NotRequired
 
-from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -54,7 +54,7 @@ ACCEPTED: dict[type, tuple[frozenset[str], Datatype]] = {
     str: (frozenset({"BYTES"}), "BYTES"),
 }
 Data = list[Any]
-_JSON: TypeAdapter[Any] = TypeAdapter(Any)
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)  # serialises plain values in pydantic-core
 _METHODS = [
     "GET",
     "HEAD",
@@ -63,7 +63,7 @@ _METHODS = [
     "PATCH",
     "DELETE",
     "OPTIONS",
-]  # serialises plain values in pydantic-core
+]
 
 
 class TensorMetadata(BaseModel):
@@ -349,6 +349,7 @@ class V2Codec:
         # possible: on a one-row request this loop is most of what v2 costs over the typed route.
         columns: dict[str, list[Any]] = {}
         accepted = self.accepted
+        lengths: set[int] = set()
         for item in inputs:
             name, shape, data = item["name"], item["shape"], item["data"]
             if item["datatype"] not in accepted.get(name, ()) or name in columns:
@@ -356,12 +357,15 @@ class V2Codec:
             if len(shape) > 1 and (len(shape) > 2 or shape[1] != 1):
                 raise ProtocolError(400, f"input '{name}': shape must be [N] or [N, 1], got {shape}")
             flat = len(data) == shape[0] and (not data or type(data[0]) is not list)
-            columns[name] = data if flat else self._elements(item)
+            columns[name] = values = data if flat else self._elements(item)
+            lengths.add(len(values))
         if len(columns) < len(self.fields) and not self.required <= columns.keys():
             raise ProtocolError(400, f"input '{min(self.required - columns.keys())}' is required")
-        lengths = {name: len(values) for name, values in columns.items()}
-        if len(set(lengths.values())) > 1:
-            raise ProtocolError(400, f"inputs must all have the same number of rows, got {lengths}")
+        if len(lengths) > 1:
+            rows = {name: len(values) for name, values in columns.items()}
+            raise ProtocolError(400, f"inputs must all have the same number of rows, got {rows}")
+        if lengths == {1}:
+            return [{name: values[0] for name, values in columns.items()}]
         names = list(columns)
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
@@ -379,7 +383,9 @@ class V2Codec:
     def outputs_of(self, response: BaseModel, wanted: Sequence[RequestOutput] | None) -> list[dict[str, Any]]:
         """The protocol's outputs (`ResponseOutput`s as plain dicts, for one serialisation pass)."""
         predictions: list[BaseModel] = getattr(response, self.list_field)
-        names = [output["name"] for output in wanted] if wanted else list(self.outputs)
+        if not wanted:
+            return [self._output(name, predictions) for name in self.outputs]
+        names = [output["name"] for output in wanted]
         unknown = [name for name in names if name not in self.outputs]
         if unknown:
             raise ProtocolError(400, f"output '{unknown[0]}' is not an output of this model")
@@ -416,7 +422,14 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
     service, config = plane.service, plane.settings
     codec = V2Codec(service, config.max_batch_size)
     tags: list[str | Enum] = ["open inference protocol (v2)"]
-    router = APIRouter(route_class=ProtocolRoute)
+    first_route = len(app.router.routes)
+
+    def add_route(path: str, endpoint: Callable[..., Any], methods: Sequence[str], **options: Any) -> None:
+        """A route of the protocol, on the app itself (see create_app)."""
+        app.router.add_api_route(
+            path, endpoint, methods=list(methods), route_class_override=ProtocolRoute, tags=tags, **options
+        )
+
     errors: dict[int | str, dict[str, Any]] = {
         status: {"description": description, "content": {"application/json": {"example": {"error": "..."}}}}
         for status, description in {400: "Invalid request", 404: "Unknown model or version"}.items()
@@ -480,7 +493,6 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
 
     # Optional protocol fields are left out rather than sent as null.
     options: dict[str, Any] = {
-        "tags": tags,
         "responses": {**errors, **(UNAUTHORIZED if protect else {})},
         "response_model_exclude_none": True,
         "dependencies": list(protect),
@@ -491,7 +503,7 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
     ]
     # Infer first: routes are matched in order, and it is the one under load.
     for base, _, _ in shapes:
-        router.add_api_route(
+        add_route(
             f"{base}/infer",
             infer,
             methods=["POST"],
@@ -500,28 +512,26 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
             **options,
         )
     for base, metadata, ready in shapes:
-        router.add_api_route(base, metadata, methods=["GET"], **options)
-        router.add_api_route(f"{base}/ready", ready, methods=["GET"], **options)
+        add_route(base, metadata, ["GET"], **options)
+        add_route(f"{base}/ready", ready, ["GET"], **options)
     extend_openapi(app, schema_components(INFERENCE_REQUEST))
 
-    @router.get("/v2", tags=tags)
     def server_metadata() -> ServerMetadata:
         return ServerMetadata(name=service.name, version=config.app_revision, extensions=[])
 
-    @router.get("/v2/health/live", tags=tags)
     def server_live() -> LiveResponse:
         return LiveResponse(live=True)
 
-    @router.get("/v2/health/ready", tags=tags, responses={503: {"model": ReadyResponse}})
     def server_ready() -> Any:
         if plane.state.ready:
             return ReadyResponse(ready=True)
         return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
 
-    known_routes = list(router.routes)
+    add_route("/v2", server_metadata, ["GET"])
+    add_route("/v2/health/live", server_live, ["GET"])
+    add_route("/v2/health/ready", server_ready, ["GET"], responses={503: {"model": ReadyResponse}})
+    known_routes = app.router.routes[first_route:]
 
-    # Last: any other /v2 path, so that it too answers in the protocol's terms.
-    @router.api_route("/v2/{path:path}", methods=_METHODS, include_in_schema=False)
     def unknown_route(request: Request) -> Response:
         allowed = sorted(
             method
@@ -535,4 +545,5 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
             return response
         raise ProtocolError(404, f"no route {request.url.path}")
 
-    app.include_router(router)
+    # Last: any other /v2 path, so that it too answers in the protocol's terms.
+    add_route("/v2/{path:path}", unknown_route, _METHODS, include_in_schema=False)
