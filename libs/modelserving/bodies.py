@@ -30,9 +30,14 @@ async def read_json(request: Request, adapter: TypeAdapter[T]) -> T:
         media_type = content_type.partition(";")[0].strip().lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
             raise HTTPException(415, f"content-type must be application/json, got {media_type!r}")
+    return validate_json(await request.body(), adapter)
+
+
+def validate_json(data: bytes, adapter: TypeAdapter[T]) -> T:
+    """JSON `data` validated strictly by `adapter`; 422 naming the field."""
     try:
         # Strict: a number must be a JSON number, a string a JSON string (no `true` or "7.5" as 7.5).
-        return adapter.validate_json(await request.body(), strict=True)
+        return adapter.validate_json(data, strict=True)
     except ValidationError as error:
         raise RequestValidationError(
             [{**issue, "loc": ("body", *issue["loc"])} for issue in error.errors(include_url=False)]

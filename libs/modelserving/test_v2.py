@@ -1,6 +1,8 @@
 """The Open Inference Protocol routes, on the toy service (one float field `x`, output `value`)."""
 
 import dataclasses
+import json
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +42,11 @@ def assert_protocol_error(response: Any, status: int, *mentions: str) -> None:
 
 
 def test_server_metadata_and_health(client: TestClient) -> None:
-    assert client.get("/v2").json() == {"name": "toy", "version": "rev-9", "extensions": []}
+    assert client.get("/v2").json() == {
+        "name": "toy",
+        "version": "rev-9",
+        "extensions": ["binary_tensor_data"],
+    }
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
     assert client.get("/v2/models/toy/ready").json() == {"ready": True}
@@ -207,3 +213,91 @@ def test_wrong_method_on_a_v2_route_is_a_protocol_405(client: TestClient) -> Non
     response = client.get(INFER)
     assert_protocol_error(response, 405)
     assert response.headers["allow"] == "POST"
+
+
+def binary_request(header: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """Keyword arguments of a POST in the binary tensor data extension (as tritonclient sends it)."""
+    encoded = json.dumps(header).encode()
+    return {"content": encoded + data, "headers": {"Inference-Header-Content-Length": str(len(encoded))}}
+
+
+def binary_x(values: list[float]) -> tuple[dict[str, Any], bytes]:
+    data = struct.pack(f"<{len(values)}d", *values)
+    return {
+        "name": "x",
+        "shape": [len(values)],
+        "datatype": "FP64",
+        "parameters": {"binary_data_size": len(data)},
+    }, data
+
+
+def test_binary_inputs_give_what_json_inputs_give(client: TestClient) -> None:
+    item, data = binary_x([1.5, -2.0])
+    response = client.post(INFER, **binary_request({"id": "b", "inputs": [item]}, data))
+    assert response.status_code == 200, response.text
+    as_json = client.post(INFER, json={"id": "b", "inputs": [x_input([1.5, -2.0])]})
+    assert response.json() == as_json.json()
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        {"parameters": {"binary_data_output": True}},
+        {"outputs": [{"name": "value", "parameters": {"binary_data": True}}]},
+    ],
+)
+def test_binary_outputs_follow_the_json(client: TestClient, ask: dict[str, Any]) -> None:
+    response = client.post(INFER, json={"inputs": [x_input([1.5, -2.0])], **ask})
+    assert response.status_code == 200
+    length = int(response.headers["inference-header-content-length"])
+    header, data = json.loads(response.content[:length]), response.content[length:]
+    (output,) = header["outputs"]
+    assert "data" not in output and output["parameters"] == {"binary_data_size": 16}
+    assert struct.unpack("<2d", data) == (4.5, -6.0)
+
+
+def test_outputs_stay_json_unless_asked(client: TestClient) -> None:
+    item, data = binary_x([1.0])
+    response = client.post(INFER, **binary_request({"inputs": [item]}, data))
+    assert "inference-header-content-length" not in response.headers
+    assert response.json()["outputs"][0]["data"] == [3.0]
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "length", "mentions"),
+    [
+        ({"inputs": [binary_x([1.0])[0]]}, b"", None, ["input 'x'", "binary_data_size 8"]),
+        (
+            {"inputs": [binary_x([1.0])[0]]},
+            binary_x([1.0])[1] + b"!",
+            None,
+            ["1 bytes", "belong to no input"],
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64"}]},
+            b"",
+            None,
+            ["input 'x'", "neither data"],
+        ),
+        ({"inputs": [binary_x([1.0])[0]]}, binary_x([1.0])[1], "9999", ["Inference-Header-Content-Length"]),
+        ({"inputs": [binary_x([5000.0])[0]]}, binary_x([5000.0])[1], None, ["input 'x', row 0"]),
+        ({"inputs": [binary_x([float("nan")])[0]]}, binary_x([float("nan")])[1], None, ["input 'x', row 0"]),
+        ({"inputs": "x"}, b"", None, ["inputs"]),
+    ],
+)
+def test_bad_binary_requests_are_400_naming_the_fault(
+    client: TestClient, header: dict[str, Any], data: bytes, length: str | None, mentions: list[str]
+) -> None:
+    request = binary_request(header, data)
+    if length is not None:
+        request["headers"]["Inference-Header-Content-Length"] = length
+    assert_protocol_error(client.post(INFER, **request), 400, *mentions)
+
+
+def test_a_binary_request_of_another_content_type_is_refused(client: TestClient) -> None:
+    item, data = binary_x([1.0])
+    request = binary_request({"inputs": [item]}, data)
+    request["headers"]["content-type"] = "text/plain"
+    assert_protocol_error(client.post(INFER, **request), 415, "application/octet-stream")
+    request["headers"]["content-type"] = "application/octet-stream"
+    assert client.post(INFER, **request).status_code == 200

@@ -327,6 +327,14 @@ def registered_services() -> list[ModelService[Any, Any]]:
     return [importlib.import_module(f"{name}.main").SERVICE for name in names.split(",")]
 
 
+def example_rows(service: ModelService[Any, Any]) -> list[dict[str, Any]]:
+    """The service's examples as JSON rows, without the fields some of them leave unknown (the
+    Open Inference Protocol has no nulls)."""
+    rows = [example.model_dump(mode="json") for example in service.examples]
+    unknown = {key for row in rows for key, value in row.items() if value is None}
+    return [{key: value for key, value in row.items() if key not in unknown} for row in rows]
+
+
 # Two trainings agree only up to rounding on different CPUs (BLAS and OpenMP kernels differ in
 # the last bits, and an iterative solver may then stop one step apart), so a retrained model is
 # compared with the committed one within these tolerances, never with ==. A changed seed,

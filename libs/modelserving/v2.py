@@ -14,6 +14,7 @@ table; BYTES for strings) or, for services that declare `v2_tensor_input`, one
 numeric [N, features] tensor. The typed response's list of predictions becomes
 one output per field. The routes' errors are the protocol's `{"error": "..."}`
 (`ProtocolRoute`); the model routes take the service's auth dependency, if any.
+Tensors may also travel as binary data after the JSON (`modelserving.binary_tensors`).
 """
 
 import math
@@ -32,8 +33,9 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from typing_extensions import TypedDict  # noqa: UP035 (pydantic needs this one before Python 3.12)
 
+from modelserving import binary_tensors
 from modelserving.auth import UNAUTHORIZED
-from modelserving.bodies import documented_body, read_json, schema_components
+from modelserving.bodies import documented_body, read_json, schema_components, validate_json
 from modelserving.dataplane import DataPlane
 from modelserving.docs import extend_openapi
 from modelserving.errors import field_path, validation_failures
@@ -54,7 +56,10 @@ ACCEPTED: dict[type, tuple[frozenset[str], Datatype]] = {
     str: (frozenset({"BYTES"}), "BYTES"),
 }
 Data = list[Any]
+EXTENSIONS = ["binary_tensor_data"]  # the server metadata's list of protocol extensions
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)  # serialises plain values in pydantic-core
+# What a binary request may declare itself as (tritonclient sends none).
+_BINARY_MEDIA_TYPES = {"application/octet-stream", "application/json"}
 _METHODS = [
     "GET",
     "HEAD",
@@ -97,12 +102,21 @@ class ReadyResponse(BaseModel):
 
 # The request's parts are TypedDicts: pydantic-core validates them into plain dicts, which for
 # a request of many one-element inputs costs a quarter less than a model instance per input.
-class RequestInput(TypedDict):
+class _Tensor(TypedDict):
     name: Annotated[str, Field(min_length=1, max_length=256, examples=["Pclass"])]
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=8, examples=[[2]])]
     datatype: Annotated[Datatype, Field(examples=["INT64"])]
     parameters: NotRequired[dict[str, Any] | None]
+
+
+class RequestInput(_Tensor):
     data: Annotated[Data, Field(description="Row-major elements, flat or nested.", examples=[[3, 1]])]
+
+
+class BinaryRequestInput(_Tensor):
+    """An input of a binary request: its data may follow the JSON (binary_tensors)."""
+
+    data: NotRequired[Data]
 
 
 class RequestOutput(TypedDict):
@@ -110,16 +124,26 @@ class RequestOutput(TypedDict):
     parameters: NotRequired[dict[str, Any] | None]
 
 
-class InferenceRequest(TypedDict):
-    """A v2 request; each service's infer route documents an example made of its own inputs."""
-
+class _Request(TypedDict):
     id: NotRequired[Annotated[str, Field(max_length=256)] | None]
     parameters: NotRequired[dict[str, Any] | None]
-    inputs: Annotated[list[RequestInput], Field(min_length=1, max_length=1024)]
     outputs: NotRequired[list[RequestOutput] | None]
 
 
+class InferenceRequest(_Request):
+    """A v2 request; each service's infer route documents an example made of its own inputs."""
+
+    inputs: Annotated[list[RequestInput], Field(min_length=1, max_length=1024)]
+
+
+class BinaryInferenceRequest(_Request):
+    """The JSON of a request with binary tensor data (binary_tensors)."""
+
+    inputs: Annotated[list[BinaryRequestInput], Field(min_length=1, max_length=1024)]
+
+
 INFERENCE_REQUEST: TypeAdapter[InferenceRequest] = TypeAdapter(InferenceRequest)
+BINARY_INFERENCE_REQUEST: TypeAdapter[BinaryInferenceRequest] = TypeAdapter(BinaryInferenceRequest)
 
 
 class ResponseOutput(BaseModel):
@@ -406,6 +430,22 @@ class V2Codec:
         }
 
 
+async def read_binary_request(request: Request, header_length: str) -> InferenceRequest:
+    """A request of the binary tensor data extension, each input given its `data`."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and content_type.partition(";")[0].strip().lower() not in _BINARY_MEDIA_TYPES:
+        raise ProtocolError(
+            415, f"a binary request's content-type must be application/octet-stream, got {content_type!r}"
+        )
+    try:
+        header, data = binary_tensors.split(await request.body(), header_length)
+        inference: Any = validate_json(header, BINARY_INFERENCE_REQUEST)
+        binary_tensors.attach_inputs(inference["inputs"], data)
+    except binary_tensors.BinaryDataError as error:
+        raise ProtocolError(400, str(error)) from None
+    return inference  # type: ignore[no-any-return]
+
+
 def _documented_infer(path: str, model_name: str, example: dict[str, Any]) -> dict[str, Any]:
     """The OpenAPI parameters, body and example of an infer route that parses its own request."""
     parameters = [
@@ -465,15 +505,32 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
         # which cost more than the protocol's own conversion on a one-row request.
         parameters = request.path_params
         version = loaded_version(parameters["model_name"], parameters.get("model_version"))
-        inference = await read_json(request, INFERENCE_REQUEST)
+        header_length = request.headers.get(binary_tensors.HEADER)
+        if header_length is None:
+            inference = await read_json(request, INFERENCE_REQUEST)
+        else:
+            inference = await read_binary_request(request, header_length)
         rows = codec.rows(inference)
         response = await plane.infer(rows)
+        outputs = codec.outputs_of(response, inference.get("outputs"))
         body = {
             "model_name": service.name,
             "model_version": version,
             "id": request_id.get() if inference.get("id") is None else inference["id"],
-            "outputs": codec.outputs_of(response, inference.get("outputs")),
+            "outputs": outputs,
         }
+        if inference.get("parameters") or inference.get("outputs"):
+            binary = binary_tensors.binary_outputs(
+                inference.get("parameters"), inference.get("outputs"), (output["name"] for output in outputs)
+            )
+            if binary:
+                data = binary_tensors.encode_outputs(outputs, binary)
+                header = _JSON.dump_json(body)
+                return Response(
+                    header + data,
+                    media_type="application/octet-stream",
+                    headers={binary_tensors.HEADER: str(len(header))},
+                )
         # An InferenceResponse made of the typed response's validated values, serialised once
         # (tests validate these bodies against InferenceResponse).
         return Response(_JSON.dump_json(body), media_type="application/json")
@@ -517,7 +574,7 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
     extend_openapi(app, schema_components(INFERENCE_REQUEST))
 
     def server_metadata() -> ServerMetadata:
-        return ServerMetadata(name=service.name, version=config.app_revision, extensions=[])
+        return ServerMetadata(name=service.name, version=config.app_revision, extensions=EXTENSIONS)
 
     def server_live() -> LiveResponse:
         return LiveResponse(live=True)

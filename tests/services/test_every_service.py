@@ -5,6 +5,8 @@ predicts for the same rows, in every input layout the service accepts; metrics
 count each prediction and label routes by template only.
 """
 
+import json
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +15,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelserving import ModelService, Settings, create_app
-from modelserving.testing import registered_services
+from modelserving.testing import example_rows, registered_services
 
 SERVICES = registered_services()
 # Services whose features are all numbers also take them as one [N, features] tensor.
@@ -39,13 +41,6 @@ def test_numeric_services_take_a_tensor() -> None:
     tensor_services = {service.name for service in TENSOR_SERVICES}
     assert {"iris", "diabetes"} <= tensor_services
     assert "titanic" not in tensor_services  # names and categories: one v2 input per field
-
-
-def example_rows(service: ModelService[Any, Any]) -> list[dict[str, Any]]:
-    """The service's examples, without fields some of them leave unknown (v2 has no nulls)."""
-    rows = [example.model_dump(mode="json") for example in service.examples]
-    unknown = {key for row in rows for key, value in row.items() if value is None}
-    return [{key: value for key, value in row.items() if key not in unknown} for row in rows]
 
 
 def typed_outputs(service: ModelService[Any, Any], client: TestClient, rows: list[dict[str, Any]]) -> Any:
@@ -114,6 +109,55 @@ def test_a_missing_or_uneven_column_is_a_400_naming_it(
         response = client.post(f"/v2/models/{service.name}/infer", json={"inputs": changed})
         assert response.status_code == 400
         assert mention in response.json()["error"]
+
+
+# The binary tensor data extension's layouts, by datatype (little-endian; BYTES length-prefixed).
+PACK = {"INT64": "q", "FP64": "d", "FP32": "f", "BOOL": "?"}
+
+
+def packed(datatype: str, values: list[Any]) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(struct.pack("<I", len(value.encode())) + value.encode() for value in values)
+    return struct.pack(f"<{len(values)}{PACK[datatype]}", *values)
+
+
+def unpacked(datatype: str, data: bytes) -> list[Any]:
+    if datatype == "BYTES":
+        values, offset = [], 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<I", data, offset)
+            values.append(data[offset + 4 : offset + 4 + length].decode())
+            offset += 4 + length
+        return values
+    return list(struct.unpack(f"<{len(data) // struct.calcsize(PACK[datatype])}{PACK[datatype]}", data))
+
+
+def test_binary_tensors_predict_what_the_typed_route_predicts(
+    served: tuple[ModelService[Any, Any], TestClient]
+) -> None:
+    """Every input as binary data after the JSON, every output asked back as binary."""
+    service, client = served
+    rows = example_rows(service)
+    inputs, data = [], b""
+    for item in columns_of(rows):
+        chunk = packed(item["datatype"], item.pop("data"))
+        inputs.append({**item, "parameters": {"binary_data_size": len(chunk)}})
+        data += chunk
+    header = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+    response = client.post(
+        f"/v2/models/{service.name}/infer",
+        content=header + data,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 200, response.text
+    length = int(response.headers["inference-header-content-length"])
+    outputs, offset = json.loads(response.content[:length])["outputs"], length
+    for output in outputs:
+        size = output["parameters"].pop("binary_data_size")
+        output["data"] = unpacked(output["datatype"], response.content[offset : offset + size])
+        offset += size
+    assert offset == len(response.content)
+    assert as_predictions(outputs) == typed_outputs(service, client, rows)
 
 
 def test_v2_tensor_predicts_what_the_typed_route_predicts(
