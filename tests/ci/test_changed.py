@@ -63,6 +63,7 @@ def every_overlay(services: list[str]) -> set[str]:
 CI_TESTS = "tests/ci/test_*.py"  # they copy the whole build (//:tree), so any build change reruns them
 CROSS_SERVICE_TESTS = (
     "tests/services/test_*.py",
+    "tests/clients/test_*.py",  # real protocol clients against every service
     "tests/containers/test_*.py",
     "tests/k8s/test_*.py",
     "tests/reliability/test_fuzz.py",  # every service's OpenAPI schema, fuzzed
@@ -189,8 +190,13 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
         ),
     ),
     "pin-of-a-test-tool": (
-        bump_pin("greenlet"),  # needed by Playwright only, which only the browser tests use
-        Expected(lambda repo: test_files(repo, "tests/browser/test_*.py", CI_TESTS), nothing, nothing),
+        # Needed by Playwright and tritonclient (gevent) only: the browser and client tests.
+        bump_pin("greenlet"),
+        Expected(
+            lambda repo: test_files(repo, "tests/browser/test_*.py", "tests/clients/test_*.py", CI_TESTS),
+            nothing,
+            nothing,
+        ),
     ),
     "pants-toml": (
         append("pants.toml"),
