@@ -2,8 +2,9 @@
 
 `create_app` builds the worker's `DataPlane` (the model, readiness, `infer`) and
 puts every shared API over it: the typed predict route, the Open Inference
-Protocol (v2, `v2.py`), health checks and Kubernetes probes, metrics; then error
-bodies, request ids, access logs, body limits and auth around them.
+Protocol (v2, `v2.py`; over gRPC too when GRPC_PORT is set, `grpc_api.py`), health
+checks and Kubernetes probes, metrics; then error bodies, request ids, access logs, body
+limits and auth around them.
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -71,11 +72,25 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
     config = settings or load_settings()
     set_up_worker(config)
     plane = DataPlane(service, config)
+    tokens = configured_tokens(config)
+    grpc_server = None
+    if config.grpc_port:
+        # Imported only when asked for: its messages take the protocol's package (`inference`) in
+        # protobuf's default pool, as Triton's and KServe's clients do, and no process can hold two.
+        from modelserving.grpc_api import GrpcServer
+
+        grpc_server = GrpcServer(plane, config, tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if grpc_server:
+            await grpc_server.start()
         await plane.load()
+        if grpc_server:
+            await grpc_server.serving()
         yield {HEADER_TIMEOUT_STATE: config.header_timeout_seconds}  # to the server's connections
+        if grpc_server:
+            await grpc_server.stop()
         await plane.stop()
 
     app = FastAPI(
@@ -96,7 +111,6 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         max_body_bytes=config.max_body_bytes,
         body_timeout_seconds=config.body_timeout_seconds,
     )
-    tokens = configured_tokens(config)
     protect = [BearerAuth(tokens).dependency()] if tokens else []
 
     # Each layer adds its routes to the app itself: FastAPI matches the routes of an included

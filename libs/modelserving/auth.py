@@ -79,6 +79,16 @@ class BearerAuth:
         matches = [hmac.compare_digest(candidate, token) for token in self.tokens]
         return any(matches)
 
+    def allows_header(self, authorization: str | None) -> bool:
+        """Whether an `Authorization` value (a header, or gRPC metadata) carries a valid bearer token."""
+        scheme, _, credentials = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and self.allows(credentials)
+
+    @staticmethod
+    def refusal(authorization: str | None) -> str:
+        """Why a request with this `Authorization` value (or none) is refused."""
+        return "missing bearer token" if authorization is None else "a valid bearer token is required"
+
     def dependency(self) -> Any:
         """`dependencies=[auth.dependency()]` on a route: 401 (HTTPException) without a valid token."""
         bearer = HTTPBearer(scheme_name=SCHEME, auto_error=False)
@@ -88,8 +98,7 @@ class BearerAuth:
         ) -> None:
             if credentials is not None and self.allows(credentials.credentials):
                 return
-            sent = "authorization" in request.headers
-            message = "a valid bearer token is required" if sent else "missing bearer token"
+            message = self.refusal(request.headers.get("authorization"))
             raise HTTPException(401, message, headers={"www-authenticate": "Bearer"})
 
         return Depends(require_token)

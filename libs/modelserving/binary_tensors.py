@@ -80,7 +80,7 @@ def attach_inputs(inputs: Sequence[dict[str, Any]], binary: bytes) -> None:
                 f"input '{name}': {SIZE_PARAMETER} {size!r} is not a byte count within the "
                 f"{len(binary) - offset} bytes left after the JSON"
             )
-        item["data"] = _decode(
+        item["data"] = decode(
             name, item["datatype"], math.prod(item["shape"]), binary[offset : offset + size]
         )
         offset += size
@@ -90,7 +90,8 @@ def attach_inputs(inputs: Sequence[dict[str, Any]], binary: bytes) -> None:
         )
 
 
-def _decode(name: str, datatype: str, count: int, data: bytes) -> list[Any]:
+def decode(name: str, datatype: str, count: int, data: bytes) -> list[Any]:
+    """The `count` elements of input `name` that `data` holds; BinaryDataError if it cannot."""
     if datatype == "BYTES":
         return _decode_strings(name, count, data)
     dtype = FIXED[datatype]
@@ -149,13 +150,14 @@ def encode_outputs(outputs: Sequence[dict[str, Any]], binary: set[str]) -> bytes
     for output in outputs:
         if output["name"] not in binary:
             continue
-        chunk = _encode(output["datatype"], output.pop("data"))
+        chunk = encode(output["datatype"], output.pop("data"))
         output["parameters"] = {**(output.get("parameters") or {}), SIZE_PARAMETER: len(chunk)}
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _encode(datatype: str, data: Sequence[Any]) -> bytes:
+def encode(datatype: str, data: Sequence[Any]) -> bytes:
+    """The elements `data` as the extension lays them out."""
     if datatype == "BYTES":
         encoded = [str(value).encode() for value in data]
         return b"".join(_LENGTH.pack(len(value)) + value for value in encoded)

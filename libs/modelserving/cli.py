@@ -7,6 +7,7 @@ or a bad artifact stops the process with one clear line and a non-zero exit.
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -34,6 +35,9 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         configured_tokens(settings)  # a named token file must be readable and hold usable tokens
     except (SettingsError, TokenError) as error:
         print(f"{service.name}: {error}", file=sys.stderr)
+        sys.exit(2)
+    if settings.grpc_port and not port_is_free(settings.host, settings.grpc_port):
+        print(f"{service.name}: GRPC_PORT={settings.grpc_port} is in use on {settings.host}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level, settings.access_log)
     try:
@@ -68,6 +72,19 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         # A worker busy importing scikit-learn on a loaded node must not be mistaken for a hung one.
         timeout_worker_healthcheck=30,
     )
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on `host`:`port`. Workers listen on the gRPC port side by side
+    (SO_REUSEPORT), so only this check, before they start, finds another process there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def entry_points(

@@ -43,6 +43,17 @@ REQUEST_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being answered.", multiprocess_mode="livesum")
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "gRPC calls answered, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time to answer a gRPC call.",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
 PREDICTIONS = Counter("model_predictions_total", "Rows predicted.", ["model", "version"])
 INFERENCE_SECONDS = Histogram(
     "model_inference_duration_seconds", "Time the model takes per call.", ["model"], buckets=LATENCY_BUCKETS
@@ -70,6 +81,11 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
     labels = (method_label(scope["method"]), route_label(scope), str(status))
     REQUESTS.labels(*labels).inc()
     REQUEST_SECONDS.labels(*labels).observe(seconds)
+
+
+def observe_rpc(service: str, method: str, code: str, seconds: float) -> None:
+    GRPC_HANDLED.labels(service, method, code).inc()
+    GRPC_HANDLING_SECONDS.labels(service, method).observe(seconds)
 
 
 def predict(service: ModelService[Any, Any], model: LoadedModel, rows: Sequence[Any]) -> Any:

@@ -26,6 +26,11 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+def valid_request_id(offered: str) -> str:
+    """The client's request id if it is a sane one, else a new one."""
+    return offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+
 class BodyRefused(Exception):
     """The body is too large or too slow: the middleware answers instead of the app."""
 
@@ -43,8 +48,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        offered = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        rid = valid_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
         token = request_id.set(rid)
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()

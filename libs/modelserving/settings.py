@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -22,6 +22,12 @@ class Settings(BaseSettings):
         default="127.0.0.1", min_length=1, description="Interface to bind; 0.0.0.0 in containers."
     )
     port: int = Field(default=8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Open Inference Protocol's gRPC API (modelserving.grpc_api); unset: none.",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
     log_level: LogLevel = "info"
     max_batch_size: int = Field(
@@ -84,6 +90,13 @@ class Settings(BaseSettings):
     metrics_require_token: bool = Field(
         default=False, description="With auth on, /metrics needs a token too."
     )
+
+    @field_validator("grpc_port")
+    @classmethod
+    def _not_the_http_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("port"):
+            raise ValueError(f"GRPC_PORT must differ from PORT ({value})")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

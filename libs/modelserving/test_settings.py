@@ -39,11 +39,14 @@ def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch) -> None
         ("WORKERS", "0"),
         ("LOG_LEVEL", "loud"),
         ("MAX_BODY_BYTES", "-1"),
+        ("GRPC_PORT", "0"),
+        ("GRPC_PORT", "8000"),  # PORT's
     ],
 )
 def test_invalid_setting_is_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
+    monkeypatch.delenv("PORT", raising=False)
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as caught:
         load_settings()

@@ -91,6 +91,11 @@ def cpu_to_myself() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def raised(caught: pytest.ExceptionInfo[Any]) -> Any:
+    """What a `pytest.raises` block caught, as Any: gRPC's and tritonclient's errors are untyped."""
+    return caught.value
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -457,10 +457,75 @@ def _documented_infer(path: str, model_name: str, example: dict[str, Any]) -> di
     return {"parameters": parameters, **documented_body(INFERENCE_REQUEST, example=example)}
 
 
+class ProtocolModel:
+    """The protocol's answers about one data plane's model, whichever transport asks (the REST
+    routes below, gRPC in `modelserving.grpc_api`); refusals are ProtocolErrors."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.service = plane.service
+        self.codec = V2Codec(plane.service, plane.settings.max_batch_size)
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(
+            name=self.service.name, version=self.plane.settings.app_revision, extensions=EXTENSIONS
+        )
+
+    def loaded_version(self, model_name: str, model_version: str | None) -> str:
+        """The version serving `model_name`: 404 for another model or version, 503 before loading."""
+        if model_name != self.service.name:
+            raise ProtocolError(404, f"model '{model_name}' not found")
+        version = self.plane.state.version
+        if version is None:
+            raise ProtocolError(503, f"model '{model_name}' is not ready")
+        if model_version is not None and model_version != version:
+            raise ProtocolError(404, f"model '{model_name}' version '{model_version}' not found")
+        return version
+
+    def metadata(self, model_name: str, model_version: str | None) -> ModelMetadata:
+        version = self.loaded_version(model_name, model_version)
+        return self.codec.metadata(version, self.plane.state.platform)
+
+    def ready(self, model_name: str, model_version: str | None) -> bool:
+        """Whether the model can be inferred: False while it loads, 404 for another model."""
+        try:
+            self.loaded_version(model_name, model_version)
+        except ProtocolError as error:
+            if error.status != 503:
+                raise
+            return False
+        return self.plane.state.ready
+
+    async def infer(
+        self, inference: InferenceRequest, model_name: str, model_version: str | None
+    ) -> dict[str, Any]:
+        """The response body (an `InferenceResponse` as plain values) for `inference`."""
+        version = self.loaded_version(model_name, model_version)
+        rows = self.codec.rows(inference)
+        response = await self.plane.infer(rows)
+        outputs = self.codec.outputs_of(response, inference.get("outputs"))
+        return {
+            "model_name": self.service.name,
+            "model_version": version,
+            "id": request_id.get() if inference.get("id") is None else inference["id"],
+            "outputs": outputs,
+        }
+
+
+def validated_request(inference: dict[str, Any]) -> InferenceRequest:
+    """`inference`, built from another encoding of the protocol, checked as a JSON body would be."""
+    try:
+        return INFERENCE_REQUEST.validate_python(inference, strict=True)
+    except ValidationError as error:
+        issue = error.errors()[0]
+        raise ProtocolError(400, f"{field_path(issue['loc']) or 'request'}: {issue['msg']}") from None
+
+
 def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -> None:
     """The protocol's routes over `plane` on `app`; `protect`: dependencies of the model routes (auth)."""
-    service, config = plane.service, plane.settings
-    codec = V2Codec(service, config.max_batch_size)
+    service = plane.service
+    protocol = ProtocolModel(plane)
+    codec = protocol.codec
     tags: list[str | Enum] = ["open inference protocol (v2)"]
     first_route = len(app.router.routes)
 
@@ -476,49 +541,24 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
     }
     ModelName = Annotated[str, Path(examples=[service.name])]
 
-    def loaded_version(model_name: str, model_version: str | None) -> str:
-        if model_name != service.name:
-            raise ProtocolError(404, f"model '{model_name}' not found")
-        version = plane.state.version
-        if version is None:
-            raise ProtocolError(503, f"model '{model_name}' is not ready")
-        if model_version is not None and model_version != version:
-            raise ProtocolError(404, f"model '{model_name}' version '{model_version}' not found")
-        return version
-
-    def metadata_of(model_name: str, model_version: str | None) -> ModelMetadata:
-        version = loaded_version(model_name, model_version)
-        return codec.metadata(version, plane.state.platform)
-
     def readiness_of(model_name: str, model_version: str | None) -> Any:
-        try:
-            loaded_version(model_name, model_version)
-        except ProtocolError as error:
-            if error.status != 503:
-                raise
-            return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
-        return ReadyResponse(ready=plane.state.ready)
+        if protocol.ready(model_name, model_version):
+            return ReadyResponse(ready=True)
+        return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
 
     async def infer(request: Request) -> Response:
         # The route reads its own path parameters and body (documented by _documented_infer): one
         # pydantic-core pass from bytes to InferenceRequest, without FastAPI's per-parameter work,
         # which cost more than the protocol's own conversion on a one-row request.
         parameters = request.path_params
-        version = loaded_version(parameters["model_name"], parameters.get("model_version"))
+        protocol.loaded_version(parameters["model_name"], parameters.get("model_version"))
         header_length = request.headers.get(binary_tensors.HEADER)
         if header_length is None:
             inference = await read_json(request, INFERENCE_REQUEST)
         else:
             inference = await read_binary_request(request, header_length)
-        rows = codec.rows(inference)
-        response = await plane.infer(rows)
-        outputs = codec.outputs_of(response, inference.get("outputs"))
-        body = {
-            "model_name": service.name,
-            "model_version": version,
-            "id": request_id.get() if inference.get("id") is None else inference["id"],
-            "outputs": outputs,
-        }
+        body = await protocol.infer(inference, parameters["model_name"], parameters.get("model_version"))
+        outputs = body["outputs"]
         if inference.get("parameters") or inference.get("outputs"):
             binary = binary_tensors.binary_outputs(
                 inference.get("parameters"), inference.get("outputs"), (output["name"] for output in outputs)
@@ -537,10 +577,10 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
 
     # Two route shapes, each with exactly its own parameters: the loaded version, or a named one.
     def model_metadata(model_name: ModelName) -> ModelMetadata:
-        return metadata_of(model_name, None)
+        return protocol.metadata(model_name, None)
 
     def model_version_metadata(model_name: ModelName, model_version: str) -> ModelMetadata:
-        return metadata_of(model_name, model_version)
+        return protocol.metadata(model_name, model_version)
 
     def model_ready(model_name: ModelName) -> Any:
         return readiness_of(model_name, None)
@@ -574,7 +614,7 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
     extend_openapi(app, schema_components(INFERENCE_REQUEST))
 
     def server_metadata() -> ServerMetadata:
-        return ServerMetadata(name=service.name, version=config.app_revision, extensions=EXTENSIONS)
+        return protocol.server_metadata()
 
     def server_live() -> LiveResponse:
         return LiveResponse(live=True)

@@ -2,15 +2,24 @@
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc  # type: ignore[import]
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 
-from modelserving.testing import predict_calls, running_server, start_server, status_of_request_in_flight_at
+from modelserving.testing import (
+    free_port,
+    predict_calls,
+    running_server,
+    start_server,
+    status_of_request_in_flight_at,
+)
 from titanic.main import SERVICE
 
 
@@ -76,6 +85,32 @@ def test_bad_start_up_is_one_clear_line(env: dict[str, str], expected: str) -> N
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert expected in lines[0]
+
+
+def test_a_taken_grpc_port_is_one_clear_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_server("titanic.main", GRPC_PORT=str(port), WORKERS="2")
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert stderr.strip() == f"titanic: GRPC_PORT={port} is in use on 127.0.0.1"
+
+
+def test_every_worker_serves_grpc_and_stops_cleanly() -> None:
+    port = free_port()
+    with running_server("titanic.main", WORKERS="2", GRPC_PORT=str(port), LOG_LEVEL="WARNING") as (
+        process,
+        _,
+    ):
+        for _ in range(6):  # new connections, which the kernel spreads over the workers
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+                assert check.status == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert process.returncode == 0
 
 
 def test_metrics_add_up_across_workers() -> None:

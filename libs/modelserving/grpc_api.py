@@ -1,0 +1,275 @@
+"""The Open Inference Protocol over gRPC: `inference.GRPCInferenceService` on GRPC_PORT.
+
+Each worker runs a gRPC server on its own event loop beside the REST API, over the same
+data plane, so both share the model, its micro-batches and its readiness. The RPCs answer
+what the REST routes of `modelserving.v2` answer (`ProtocolModel`), and refuse alike: a
+`ProtocolError`'s HTTP status becomes its gRPC status code (400 INVALID_ARGUMENT, 404
+NOT_FOUND, 503 UNAVAILABLE; a missing or wrong token UNAUTHENTICATED), its message the
+status's details. As on REST, the model RPCs (ModelReady, ModelMetadata, ModelInfer) need
+the bearer token, here in the `authorization` metadata, when auth is on; an `x-request-id`
+metadata entry is taken as the request id (else one is made) and sent back in the initial
+metadata; every RPC is counted by method and code and written as an access line.
+
+Requests are parsed inside the handler, not by gRPC, so a message that is not the RPC's
+type is INVALID_ARGUMENT rather than gRPC's INTERNAL. Inputs may carry their elements in
+`contents` or in `raw_input_contents` (the binary layout of `modelserving.binary_tensors`,
+which tritonclient sends); outputs always go back in `raw_output_contents`, as Triton sends
+them and tritonclient reads them. A [N, K] output's labels travel as its `labels` parameter,
+a JSON list in a string. The standard health service (`grpc.health.v1.Health`) reports
+SERVING once the model is ready, for Kubernetes' gRPC probes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc  # type: ignore[import]
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import]
+from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
+
+from modelserving import binary_tensors, metrics
+from modelserving.auth import BearerAuth
+from modelserving.dataplane import DataPlane
+from modelserving.logs import ACCESS_LOGGER, request_id
+from modelserving.middleware import valid_request_id
+from modelserving.settings import Settings
+from modelserving.v2 import ProtocolError, ProtocolModel, validated_request
+
+SERVICE = "inference.GRPCInferenceService"
+STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+# Where InferTensorContents keeps each datatype's elements (FP16 travels only as raw contents).
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+log = logging.getLogger("modelserving")
+access_log = logging.getLogger(ACCESS_LOGGER)
+Handler = Callable[[Any], Awaitable[Message]]
+
+
+def inference_request(message: pb.ModelInferRequest) -> Any:
+    """The REST form of `message` (an `InferenceRequest`), checked as a JSON body would be."""
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise ProtocolError(
+            400, f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs"
+        )
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+        if datatype not in CONTENTS and datatype not in binary_tensors.FIXED:
+            raise ProtocolError(400, f"input '{name}': unknown datatype {datatype!r}")
+        if any(size < 0 for size in shape):
+            raise ProtocolError(400, f"input '{name}': shape {shape} has a negative dimension")
+        try:
+            if raw:
+                data = binary_tensors.decode(name, datatype, math.prod(shape), raw[index])
+            elif datatype not in CONTENTS:
+                raise ProtocolError(400, f"input '{name}': {datatype} elements travel in raw_input_contents")
+            elif datatype == "BYTES":
+                data = [element.decode() for element in tensor.contents.bytes_contents]
+            else:
+                data = list(getattr(tensor.contents, CONTENTS[datatype]))
+        except binary_tensors.BinaryDataError as error:
+            raise ProtocolError(400, str(error)) from None
+        except UnicodeDecodeError:
+            raise ProtocolError(400, f"input '{name}': a BYTES element is not UTF-8 text") from None
+        inputs.append({"name": name, "shape": shape, "datatype": datatype, "data": data})
+    request: dict[str, Any] = {"inputs": inputs}
+    if message.id:
+        request["id"] = message.id
+    if message.outputs:
+        request["outputs"] = [{"name": output.name} for output in message.outputs]
+    return validated_request(request)
+
+
+def infer_response(body: dict[str, Any]) -> pb.ModelInferResponse:
+    """`ProtocolModel.infer`'s body as the RPC's response, every output's elements raw."""
+    response = pb.ModelInferResponse(
+        model_name=body["model_name"], model_version=body["model_version"], id=body["id"]
+    )
+    for output in body["outputs"]:
+        tensor = response.outputs.add(name=output["name"], datatype=output["datatype"], shape=output["shape"])
+        for key, value in (output.get("parameters") or {}).items():
+            tensor.parameters[key].string_param = json.dumps(value)
+        response.raw_output_contents.append(binary_tensors.encode(output["datatype"], output["data"]))
+    return response
+
+
+def model_version(requested: str) -> str | None:
+    return requested or None  # the protocol's empty version: whichever is loaded
+
+
+class InferenceServicer:
+    """The six RPCs of `GRPCInferenceService` over one data plane's `ProtocolModel`."""
+
+    def __init__(self, protocol: ProtocolModel) -> None:
+        self.protocol = protocol
+
+    async def server_live(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def server_ready(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.protocol.plane.state.ready)
+
+    async def server_metadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
+        metadata = self.protocol.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=metadata.name, version=metadata.version, extensions=metadata.extensions
+        )
+
+    async def model_ready(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self.protocol.ready(request.name, model_version(request.version)))
+
+    async def model_metadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
+        metadata = self.protocol.metadata(request.name, model_version(request.version))
+        tensors = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=metadata.name,
+            versions=metadata.versions,
+            platform=metadata.platform,
+            inputs=[
+                tensors(name=item.name, datatype=item.datatype, shape=item.shape) for item in metadata.inputs
+            ],
+            outputs=[
+                tensors(name=item.name, datatype=item.datatype, shape=item.shape) for item in metadata.outputs
+            ],
+        )
+
+    async def model_infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        version = model_version(request.model_version)
+        self.protocol.loaded_version(request.model_name, version)  # before converting the inputs
+        body = await self.protocol.infer(inference_request(request), request.model_name, version)
+        return infer_response(body)
+
+    def methods(self) -> dict[str, tuple[type[Message], Handler, bool]]:
+        """Each RPC's name: (its request type, its handler, whether it needs the token)."""
+        return {
+            "ServerLive": (pb.ServerLiveRequest, self.server_live, False),
+            "ServerReady": (pb.ServerReadyRequest, self.server_ready, False),
+            "ServerMetadata": (pb.ServerMetadataRequest, self.server_metadata, False),
+            "ModelReady": (pb.ModelReadyRequest, self.model_ready, True),
+            "ModelMetadata": (pb.ModelMetadataRequest, self.model_metadata, True),
+            "ModelInfer": (pb.ModelInferRequest, self.model_infer, True),
+        }
+
+
+def rpc_handler(method: str, request_type: type[Message], handler: Handler, auth: BearerAuth | None) -> Any:
+    """A unary method handler for `handler`: auth, request id, parsing, status codes, metrics
+    and the access line around it."""
+
+    async def answer(data: bytes, context: Any) -> bytes:
+        metadata = dict(context.invocation_metadata() or ())
+        rid = valid_request_id(metadata.get("x-request-id", ""))
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            await context.send_initial_metadata((("x-request-id", rid),))
+            if auth is not None and not auth.allows_header(metadata.get("authorization")):
+                code = grpc.StatusCode.UNAUTHENTICATED
+                await context.abort(code, auth.refusal(metadata.get("authorization")))
+            try:
+                request = request_type.FromString(data)
+            except DecodeError:
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(code, f"the request is not a {request_type.DESCRIPTOR.full_name} message")
+            try:
+                response = await handler(request)
+            except ProtocolError as error:
+                code = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
+                await context.abort(code, error.message)
+            return response.SerializeToString()  # type: ignore[no-any-return]
+        except Exception as error:
+            if code is grpc.StatusCode.OK:  # not an abort of ours: a fault of the server's
+                code = grpc.StatusCode.INTERNAL
+                log.error("unexpected error in %s", method, exc_info=error)
+                await context.abort(code, "internal error")
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.observe_rpc(SERVICE, method, code.name, elapsed)
+            access_log.info(
+                "rpc",
+                extra={
+                    "method": f"{SERVICE}/{method}",
+                    "status": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "client": context.peer(),
+                    "request_id": rid,
+                },
+            )
+            request_id.reset(token)
+
+    return grpc.unary_unary_rpc_method_handler(answer)
+
+
+class GrpcServer:
+    """One worker's gRPC server: the inference service and the health service on GRPC_PORT."""
+
+    def __init__(self, plane: DataPlane, settings: Settings, tokens: tuple[bytes, ...]) -> None:
+        assert settings.grpc_port is not None, "only made when GRPC_PORT is set"
+        self.settings = settings
+        auth = BearerAuth(tokens) if tokens else None
+        servicer = InferenceServicer(ProtocolModel(plane))
+        self.handlers = {
+            method: rpc_handler(method, request_type, handler, auth if protected else None)
+            for method, (request_type, handler, protected) in servicer.methods().items()
+        }
+        host = settings.host
+        self.address = f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}"
+        self.health: Any = None
+        self.server: Any = None
+
+    async def start(self) -> None:
+        """Listen, reporting NOT_SERVING until `serving()`. (A gRPC server belongs to the event
+        loop it is made on: the worker's, which runs this.)"""
+        self.health = health.aio.HealthServicer()
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.settings.max_body_bytes),
+                # Every worker listens on the port (the kernel spreads connections among them);
+                # one worker alone does not, so a port already taken stops it.
+                ("grpc.so_reuseport", int(self.settings.workers > 1)),
+            ],
+            maximum_concurrent_rpcs=self.settings.max_connections,
+        )
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self.handlers),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.server.add_insecure_port(self.address)
+        await self.server.start()
+
+    async def serving(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        """NOT_SERVING, then close: RPCs under way get the graceful shutdown's time to finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.graceful_shutdown_seconds)
+
+    async def _set_health(self, status: Any) -> None:
+        for name in ("", SERVICE):  # the server as a whole, and the inference service
+            await self.health.set(name, status)
