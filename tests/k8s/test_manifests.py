@@ -25,6 +25,8 @@ from k8s.overlays import ENVIRONMENTS, K8S_ROOT, OVERLAYS, SERVICES, Obj, Render
 K8S_VERSION = "1.32"  # the kubectl on the machines, and the oldest cluster supported
 UID = GID = 1001  # the image's USER (pants-plugins/macros.py)
 CONTAINER_PORT = 8000  # the image's PORT and EXPOSE
+GRPC_CONTAINER_PORT = 8081  # the image's GRPC_PORT and EXPOSE
+GRPC_BACKEND = "nginx.ingress.kubernetes.io/backend-protocol"
 
 # Checks deliberately skipped, by id, each with its reason. Every other check runs.
 ALLOW_LIST: dict[str, str] = {}
@@ -104,7 +106,8 @@ def test_overlay_renders_expected_objects(service: str, env: str) -> None:
         "ConfigMap",  # the service's settings
         "ConfigMap",  # the namespace's alerting rules (tests/k8s/test_alerts.py)
         "Deployment",
-        "Ingress",
+        "Ingress",  # the REST API's way in: the environment's host, under /<service>
+        "Ingress",  # the gRPC API's: a host of the service's own
         "Namespace",
         "NetworkPolicy",  # the namespace's default-deny
         "NetworkPolicy",  # the model's way in and out
@@ -281,6 +284,14 @@ def container_checks(p: Policy, deploy: Obj, c: Obj, service: str, cm: Obj) -> N
         f + ".ports",
         f"one port named http on {CONTAINER_PORT}",
     )
+    grpc = [port for port in ports if port.get("name") == "grpc"]
+    p.check(
+        "ctr-port-grpc",
+        len(grpc) == 1 and grpc[0].get("containerPort") == GRPC_CONTAINER_PORT,
+        d,
+        f + ".ports",
+        f"one port named grpc on {GRPC_CONTAINER_PORT}",
+    )
     p.check(
         "ctr-no-hostPort", not any(port.get("hostPort") for port in ports), d, f + ".ports", "no hostPort"
     )
@@ -424,6 +435,13 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         "must be a level modelserving accepts",
     )
     p.check("config-port", config.get("PORT") == str(CONTAINER_PORT), cm, "data.PORT", "must match port http")
+    p.check(
+        "config-grpc-port",
+        config.get("GRPC_PORT") == str(GRPC_CONTAINER_PORT),
+        cm,
+        "data.GRPC_PORT",
+        "must match port grpc",
+    )
 
     pod_checks(p, deploy, env)
     containers = deploy["spec"]["template"]["spec"]["containers"]
@@ -446,10 +464,18 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
     )
     p.check(
         "svc-targetPort",
-        [port.get("targetPort") for port in get(svc, "spec.ports") or []] == ["http"],
+        [port.get("targetPort") for port in get(svc, "spec.ports") or []] == ["http", "grpc"],
         svc,
         "spec.ports[].targetPort",
-        "must be the one named port http",
+        "must be the named ports http and grpc",
+    )
+    p.check(
+        "svc-grpc-appProtocol",
+        [port.get("appProtocol") for port in get(svc, "spec.ports") or [] if port.get("targetPort") == "grpc"]
+        == ["grpc"],
+        svc,
+        "spec.ports[grpc].appProtocol",
+        "must be grpc",
     )
 
     pdb = only(objs, "PodDisruptionBudget", where)
@@ -488,16 +514,22 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         "must be Ingress and Egress",
     )
     ingress = get(np, "spec.ingress") or []
+    ports_by_peers = {
+        tuple(sorted(peer_names(peer) for peer in rule.get("from") or [{}])): [
+            (q.get("port"), q.get("protocol", "TCP")) for q in rule.get("ports") or []
+        ]
+        for rule in ingress
+    }
     p.check(
-        "netpol-ingress-http-only",
-        bool(ingress)
-        and all(
-            [(q.get("port"), q.get("protocol", "TCP")) for q in rule.get("ports") or []] == [("http", "TCP")]
-            for rule in ingress
-        ),
+        "netpol-ingress-ports",
+        ports_by_peers
+        == {
+            (GATEWAY,): [("http", "TCP"), ("grpc", "TCP")],
+            ((MONITORING_NAMESPACE, None),): [("http", "TCP")],
+        },
         np,
         "spec.ingress",
-        "every rule must allow only TCP port http",
+        "the gateway on TCP ports http and grpc, monitoring on http only",
     )
     peers = [peer for rule in ingress for peer in rule.get("from") or [{}]]
     p.check(
@@ -522,7 +554,17 @@ def service_checks(p: Policy, objs: Rendered, service: str, env: str) -> None:
         "spec.egress",
         "only to the cluster DNS (kube-system's kube-dns pods), port 53",
     )
-    ingress_checks(p, only(objs, "Ingress", where), service, env, config, svc)
+    rest_ingress = only(objs, "Ingress", where, lambda name: not name.endswith("-grpc"))
+    ingress_checks(p, rest_ingress, service, env, config, svc)
+    grpc_ingress_checks(
+        p,
+        only(objs, "Ingress", where, lambda name: name.endswith("-grpc")),
+        service,
+        env,
+        config,
+        svc,
+        rest_ingress,
+    )
 
     hpas = [obj for obj in objs if obj["kind"] == "HorizontalPodAutoscaler"]
     if env == "prod":
@@ -640,6 +682,60 @@ def ingress_checks(p: Policy, ing: Obj, service: str, env: str, config: dict[str
         )
 
 
+def grpc_ingress_checks(
+    p: Policy, ing: Obj, service: str, env: str, config: dict[str, str], svc: Obj, rest: Obj
+) -> None:
+    """The gRPC API's way in: HTTP/2 to the Service's grpc port, everything on a host of the
+    service's own (<service>.<the REST host>), the same body limit, and TLS in prod."""
+    rules = get(ing, "spec.rules") or []
+    paths = [path for rule in rules for path in get(rule, "http.paths") or []]
+    annotations = get(ing, "metadata.annotations") or {}
+    p.check(
+        "grpc-ing-class", get(ing, "spec.ingressClassName") == "nginx", ing, "spec.ingressClassName", "nginx"
+    )
+    p.check(
+        "grpc-ing-backend-protocol",
+        annotations.get(GRPC_BACKEND) == "GRPC",
+        ing,
+        f"metadata.annotations[{GRPC_BACKEND}]",
+        "GRPC: nginx speaks HTTP/2 to the pods",
+    )
+    rest_host = get(rest, "spec.rules")[0].get("host")
+    hosts = [rule.get("host") for rule in rules]
+    p.check(
+        "grpc-ing-host",
+        hosts == [f"{service}.{rest_host}"],
+        ing,
+        "spec.rules[].host",
+        f"{service}.{rest_host}",
+    )
+    p.check(
+        "grpc-ing-route",
+        [(x.get("path"), x.get("pathType"), get(x, "backend.service")) for x in paths]
+        == [("/", "Prefix", {"name": svc["metadata"]["name"], "port": {"name": "grpc"}})],
+        ing,
+        "spec.rules[0].http.paths",
+        "everything on its host to the Service's grpc port",
+    )
+    p.check(
+        "grpc-ing-body-size",
+        nginx_size(annotations.get("nginx.ingress.kubernetes.io/proxy-body-size", ""))
+        == int(config["MAX_BODY_BYTES"]),
+        ing,
+        "metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]",
+        f"must be MAX_BODY_BYTES ({config['MAX_BODY_BYTES']})",
+    )
+    if env == "prod":
+        tls = get(ing, "spec.tls") or []
+        p.check(
+            "grpc-ing-tls",
+            len(tls) == 1 and tls[0].get("hosts") == hosts and bool(tls[0].get("secretName")),
+            ing,
+            "spec.tls",
+            "prod serves its gRPC host over TLS too",
+        )
+
+
 def nginx_size(value: str) -> int:
     """nginx's size syntax (`1m`, `512k`, `1048576`) in bytes; -1 if it is not one."""
     match = re.fullmatch(r"([0-9]+)([kKmMgG]?)", value)
@@ -698,7 +794,12 @@ def test_policy(service: str, env: str) -> None:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_service_of_an_environment_shares_its_one_host(env: str) -> None:
     hosts = {
-        service: [rule.get("host") for rule in get(only(render(service, env), "Ingress", env), "spec.rules")]
+        service: [
+            rule.get("host")
+            for rule in get(
+                only(render(service, env), "Ingress", env, lambda n: not n.endswith("-grpc")), "spec.rules"
+            )
+        ]
         for service in SERVICES
     }
     assert len({tuple(h) for h in hosts.values()}) == 1 and all(len(h) == 1 for h in hosts.values()), hosts
