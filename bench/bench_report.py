@@ -11,11 +11,12 @@ TITANIC_1 = "titanic, 1 passenger"
 CEILING = "framework ceiling (/health_check/load_balancer)"
 BASELINE = "baseline (seed style), 1 passenger"
 V2_1 = "titanic, v2 infer, 1 row"
+GRPC_1 = "titanic, gRPC ModelInfer, 1 row"
 
 # Figures a ratio divides, as (scenario, workers, concurrency, micro-batching): the harness
 # measures each group together, in one-second slices taken in turn, so the VM's drift falls on all alike.
 COMPARED = [
-    [(CEILING, 1, 16, True), (TITANIC_1, 1, 16, True), (V2_1, 1, 16, True)],
+    [(CEILING, 1, 16, True), (TITANIC_1, 1, 16, True), (V2_1, 1, 16, True), (GRPC_1, 1, 16, True)],
     [(TITANIC_1, 1, 1, True), (TITANIC_1, 1, 1, False)],
 ]
 
@@ -26,6 +27,7 @@ TARGETS = {
     "titanic_p99_over_p50": (3.0, "max"),
     "titanic_batch_1000_p50_ms": (25.0, "max"),
     "v2_over_typed_throughput": (0.8, "min"),
+    "grpc_over_typed_throughput": (1.0, "min"),  # issue #18
     "titanic_startup_seconds": (2.0, "max"),
     "batching_p50_cost_at_concurrency_1": (0.10, "max"),
 }
@@ -78,6 +80,10 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ),
         "v2_over_typed_throughput": lambda: over(
             per_round(find(report, V2_1), "requests_per_second"),
+            titanic("requests_per_second"),
+        ),
+        "grpc_over_typed_throughput": lambda: over(
+            per_round(find(report, GRPC_1), "requests_per_second"),
             titanic("requests_per_second"),
         ),
         "titanic_startup_seconds": lambda: [report["startup_seconds"]["titanic"]],

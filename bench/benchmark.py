@@ -3,19 +3,22 @@
     ./pants run bench:bench                # full run (about 15 minutes); writes bench/results/
     ./pants run bench:bench -- --rounds 1    # one pass (about 5 minutes)
 
-Each app runs as production runs it: the packaged PEX (`./pants package` is run
-first, without the daemon since `./pants run` holds it), N uvicorn workers, JSON
-access logs on (to a file, as a container's stdout would be collected). The load
-comes from `wrk` (Debian's package) on loopback, with a Lua script for the body and
-for the figures. Every scenario has a warm-up, then a fixed duration; the harness
-stops everything it started. This machine is a VM whose speed drifts by tens of
-percent within seconds, so the figures a ratio compares are measured together
-(`bench_report.COMPARED`; an app's variants run side by side, idle but for the one
-under load): in one-second slices taken in turn (a slice that completes nothing,
-as when every request outlasts it, is taken again for twice as long). Every figure
-is measured in such slices (p50: the median of its slices'; p99: the highest), every other round in the
-opposite order, and the whole pass runs `--rounds` times (3): each figure is the
-median of its rounds, and each ratio the median of its per-round ratios.
+Each app runs as production runs it: the packaged PEX (`./pants package` is run first,
+without the daemon since `./pants run` holds it), N uvicorn workers, the gRPC API on,
+JSON access logs on (to a file, as a container's stdout would be collected). The load
+comes from `wrk` (Debian's package) on loopback, with a Lua script for the body and for
+the figures; gRPC's from `h2load` (Debian's nghttp2-client), which sends one unary gRPC
+call's frame over HTTP/2 and logs each call's time (its gRPC status, which h2load does
+not read, is counted by the server's metrics: any but OK is an error). Every scenario
+has a warm-up, then a fixed duration; the harness stops everything it started. This
+machine is a VM whose speed drifts by tens of percent within seconds, so the figures a
+ratio compares are measured together (`bench_report.COMPARED`; an app's variants run
+side by side, idle but for the one under load): in one-second slices taken in turn (a
+slice that completes nothing, as when every request outlasts it, is taken again for
+twice as long). Every figure is measured in such slices (p50: the median of its slices';
+p99: the highest), every other round in the opposite order, and the whole pass runs
+`--rounds` times (3): each figure is the median of its rounds, and each ratio the median
+of its per-round ratios.
 
 Results: a table on stdout, bench/results/results.json and bench/results/results.png,
 with the CPU model and count. These are figures, not pass marks: nothing here fails
@@ -43,7 +46,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench_report import COMPARED, TITANIC_1, ratios, render_chart, table
+from bench_report import COMPARED, GRPC_1, TITANIC_1, ratios, render_chart, table
+from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
 PASSENGER = {
     "PassengerId": 892,
@@ -71,23 +75,43 @@ PATIENT = {
     "s5": 4.8598,
     "s6": 87,
 }
+PASSENGER_TENSORS: list[tuple[str, str, Any]] = [
+    ("PassengerId", "INT64", 892),
+    ("Pclass", "INT64", 3),
+    ("Name", "BYTES", "Kelly, Mr. James"),
+    ("Sex", "BYTES", "male"),
+    ("Age", "FP64", 34.5),
+    ("SibSp", "INT64", 0),
+    ("Parch", "INT64", 0),
+    ("Ticket", "BYTES", "330911"),
+    ("Fare", "FP64", 7.8292),
+    ("Embarked", "BYTES", "Q"),
+]
 V2_PASSENGER = {
     "inputs": [
         {"name": name, "shape": [1], "datatype": datatype, "data": [value]}
-        for name, datatype, value in [
-            ("PassengerId", "INT64", 892),
-            ("Pclass", "INT64", 3),
-            ("Name", "BYTES", "Kelly, Mr. James"),
-            ("Sex", "BYTES", "male"),
-            ("Age", "FP64", 34.5),
-            ("SibSp", "INT64", 0),
-            ("Parch", "INT64", 0),
-            ("Ticket", "BYTES", "330911"),
-            ("Fare", "FP64", 7.8292),
-            ("Embarked", "BYTES", "Q"),
-        ]
+        for name, datatype, value in PASSENGER_TENSORS
     ]
 }
+CONTENTS = {"INT64": "int64_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+# The same passenger as one gRPC ModelInfer call, framed as on the wire (uncompressed, then the
+# message's length, big-endian).
+GRPC_PASSENGER = pb.ModelInferRequest(
+    model_name="titanic",
+    inputs=[
+        pb.ModelInferRequest.InferInputTensor(
+            name=name,
+            datatype=datatype,
+            shape=[1],
+            contents=pb.InferTensorContents(
+                **{CONTENTS[datatype]: [value.encode() if datatype == "BYTES" else value]}
+            ),
+        )
+        for name, datatype, value in PASSENGER_TENSORS
+    ],
+).SerializeToString()
+GRPC_FRAME = b"\x00" + len(GRPC_PASSENGER).to_bytes(4, "big") + GRPC_PASSENGER
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 # app -> its PEX, where `./pants package` puts it under dist/
 APPS = {
@@ -111,7 +135,8 @@ class Scenario:
     name: str
     app: str
     path: str
-    body: Any = None  # JSON body for a POST; None for a GET
+    body: Any = None  # JSON body for a POST; None for a GET; bytes: a gRPC call's frame
+    grpc: bool = False  # sent by h2load to the gRPC port
 
     def lua(self) -> str:
         lines = []
@@ -139,6 +164,7 @@ SCENARIOS = [
     Scenario("titanic, batch of 100", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 100),
     Scenario("titanic, batch of 1000", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 1000),
     Scenario("titanic, v2 infer, 1 row", "titanic", "/v2/models/titanic/infer", V2_PASSENGER),
+    Scenario(GRPC_1, "titanic", MODEL_INFER, GRPC_FRAME, grpc=True),
     Scenario("iris, 1 flower", "iris", "/predict_species", [FLOWER]),
     Scenario("diabetes, 1 patient", "diabetes", "/predict_progression", [PATIENT]),
     Scenario(
@@ -197,15 +223,17 @@ def on_cpu(cpu: str, command: list[str], pin: bool) -> list[str]:
     return ["taskset", "-c", cpu, *command] if pin else command
 
 
+Server = tuple[str, subprocess.Popen[bytes], float, str]  # URL, process, seconds to ready, gRPC URL
+
+
 @contextmanager
-def running(
-    pex: Path, workers: int, micro_batching: bool, logs: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """The app on a free port, ready; yields (base URL, process, seconds to ready)."""
-    port = free_port()
+def running(pex: Path, workers: int, micro_batching: bool, logs: Path) -> Iterator[Server]:
+    """The app on free ports (REST and gRPC), ready."""
+    port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
         "PORT": str(port),
+        "GRPC_PORT": str(grpc_port),
         "WORKERS": str(workers),
         "LOG_LEVEL": "info",
         "MICRO_BATCHING": str(micro_batching).lower(),
@@ -225,7 +253,7 @@ def running(
                 if process.poll() is not None or time.monotonic() - started > 120:
                     raise RuntimeError(f"{pex} did not become ready; see {log.name}")
                 time.sleep(0.02)
-            yield url, process, time.monotonic() - started
+            yield url, process, time.monotonic() - started, f"http://127.0.0.1:{grpc_port}"
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -257,6 +285,68 @@ def wrk(
     return wrk_result(start_wrk(url, scenario, concurrency, seconds, scratch, pin))
 
 
+def load(
+    server: Server, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
+) -> dict[str, int]:
+    """`seconds` of `scenario` against `server`: wrk's figures, or h2load's for a gRPC scenario."""
+    if not scenario.grpc:
+        return wrk(server[0], scenario, concurrency, seconds, scratch, pin)
+    failed_before = grpc_failures(server[0])
+    figures = h2load(server[3], scenario, concurrency, seconds, scratch, pin)
+    figures["non_2xx"] += grpc_failures(server[0]) - failed_before
+    return figures
+
+
+def h2load(
+    grpc_url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
+) -> dict[str, int]:
+    """One h2load run, as wrk's figures: unary calls of `scenario.body` on `concurrency`
+    connections, one call at a time on each (as wrk's HTTP/1.1 connections)."""
+    number = next(_SCRIPT_NUMBERS)
+    body, log = scratch / f"grpc-{number}.bin", scratch / f"grpc-{number}.log"
+    body.write_bytes(scenario.body)
+    command = [
+        "h2load", "-t1", f"-c{concurrency}", "-m1", f"-D{max(1, round(seconds))}",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "-d", str(body), f"--log-file={log}", grpc_url + scenario.path,
+    ]  # fmt: skip
+    output = subprocess.run(on_cpu(LOAD_CPU, command, pin), capture_output=True, text=True, check=True).stdout
+    # "finished in 1.00s, ..." and
+    # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+    finished = next(line for line in output.splitlines() if line.startswith("finished in"))
+    counts = next(line for line in output.splitlines() if line.startswith("requests:"))
+    done, succeeded = (int(counts.split(f" {word}")[0].split()[-1]) for word in ("done", "succeeded"))
+    errors = sum(int(counts.split(f" {word}")[0].split()[-1]) for word in ("errored", "timeout"))
+    times = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
+
+    def percentile(fraction: float) -> int:
+        return times[min(len(times) - 1, int(fraction * len(times)))] if times else 0
+
+    return {
+        "requests": done,
+        "duration_us": round(float(finished.split()[2].rstrip("s,")) * 1e6),
+        "errors": errors,
+        "non_2xx": done - succeeded,
+        "p50_us": percentile(0.5),
+        "p99_us": percentile(0.99),
+    }
+
+
+def grpc_failures(url: str) -> int:
+    """ModelInfer calls the server answered with a status other than OK, from its metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return round(
+        sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("grpc_server_handled_total{")
+            and 'grpc_method="ModelInfer"' in line
+            and 'grpc_code="OK"' not in line
+        )
+    )
+
+
 def start_wrk(
     url: str, scenario: Scenario, concurrency: int, seconds: float, scratch: Path, pin: bool
 ) -> subprocess.Popen[str]:
@@ -285,13 +375,15 @@ def wrk_result(process: subprocess.Popen[str]) -> dict[str, int]:
     return result
 
 
-def one_slice(url: str, scenario: Scenario, concurrency: int, scratch: Path, pin: bool) -> dict[str, int]:
+def one_slice(
+    server: Server, scenario: Scenario, concurrency: int, scratch: Path, pin: bool
+) -> dict[str, int]:
     """One slice of a measurement: a second of load, taken again for twice as long (up to
     `LONGEST_SLICE` seconds) while it completes nothing, as when every request outlasts it.
     """
     seconds = 1
     while True:
-        figures = wrk(url, scenario, concurrency, seconds, scratch, pin)
+        figures = load(server, scenario, concurrency, seconds, scratch, pin)
         if figures["requests"] or seconds >= LONGEST_SLICE:
             return figures
         seconds *= 2
@@ -299,7 +391,7 @@ def one_slice(url: str, scenario: Scenario, concurrency: int, scratch: Path, pin
 
 def measure_together(
     jobs: list[Job],
-    servers: dict[tuple[int, bool], tuple[str, subprocess.Popen[bytes], float]],
+    servers: dict[tuple[int, bool], Server],
     *,
     warmup: float,
     duration: float,
@@ -312,13 +404,13 @@ def measure_together(
     the highest of their p99s (wrk reports percentiles per run, not a pooled histogram).
     """
     for scenario, workers, batching, concurrency in jobs:
-        wrk(servers[workers, batching][0], scenario, concurrency, warmup, scratch, pinned(workers))
+        load(servers[workers, batching], scenario, concurrency, warmup, scratch, pinned(workers))
     slices: list[list[dict[str, int]]] = [[] for _ in jobs]
     for number in range(max(1, round(duration))):
         for index in range(len(jobs)) if number % 2 == 0 else reversed(range(len(jobs))):
             scenario, workers, batching, concurrency = jobs[index]
-            url = servers[workers, batching][0]
-            slices[index].append(one_slice(url, scenario, concurrency, scratch, pinned(workers)))
+            server = servers[workers, batching]
+            slices[index].append(one_slice(server, scenario, concurrency, scratch, pinned(workers)))
     measured = []
     for (scenario, workers, batching, concurrency), figures in zip(jobs, slices, strict=True):
         requests = sum(one["requests"] for one in figures)
@@ -495,7 +587,7 @@ def slow_model(pexes: Path, seconds: float) -> dict[str, Any]:
     predict, probe = SLOW_SCENARIOS
     with tempfile.TemporaryDirectory() as scratch_dir, running(
         pexes / APPS["slow"], 1, True, Path(scratch_dir)
-    ) as (url, _, _):
+    ) as (url, _, _, _):
         scratch = Path(scratch_dir)
         wrk(url, predict, 16, 2, scratch, pin=True)  # warm-up
         loaded = start_wrk(url, predict, 16, seconds, scratch, pin=True)

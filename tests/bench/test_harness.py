@@ -1,4 +1,5 @@
-"""The benchmark harness measures: real servers under wrk, figures for each scenario, JSON and a PNG.
+"""The benchmark harness measures: real servers under wrk and h2load (gRPC), figures for each
+scenario, JSON and a PNG.
 
 A smoke test with three-second scenarios (one second left the seed-style baseline, at about a
 second per request under CI's load, with nothing completed); it checks that the harness works, never
@@ -16,12 +17,17 @@ from modelserving.testing import yield_the_cpu
 
 yield_the_cpu()  # this module drives servers with wrk at full speed
 
-SMOKE = [s for s in SCENARIOS if s.name.startswith(("framework ceiling", "titanic, 1 passenger", "baseline"))]
+SMOKE = [
+    s
+    for s in SCENARIOS
+    if s.name.startswith(("framework ceiling", "titanic, 1 passenger", "titanic, gRPC", "baseline"))
+]
 
 
 def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) -> None:
-    assert shutil.which("wrk"), "wrk not found: ./pants test installs it (3rdparty/system/tools.txt)"
-    assert len(SMOKE) == 3
+    for tool in ("wrk", "h2load"):
+        assert shutil.which(tool), f"{tool} not found: ./pants test installs it (3rdparty/system/tools.txt)"
+    assert len(SMOKE) == 4
     report = benchmark.run(Path.cwd(), duration=3, warmup=1, scenarios=SMOKE, full=False, rounds=2)
     benchmark.write(report, tmp_path)
 
@@ -36,5 +42,5 @@ def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) 
         assert len(result["rounds_requests_per_second"]) == 2, result
     assert results["machine"]["cpu_count"] >= 1
     assert set(results["startup_seconds"]) == {"titanic", "baseline"}
-    assert "titanic_over_baseline_throughput" in results["ratios"]
+    assert {"titanic_over_baseline_throughput", "grpc_over_typed_throughput"} <= set(results["ratios"])
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -29,6 +29,9 @@ def test_every_figure_is_measured_once_whatever_the_order() -> None:
     assert sorted(order) == sorted(expected)
 
 
+SERVER: Any = ("http://x", None, 0.0, "http://y")  # a server as `running` yields it
+
+
 def test_a_slice_that_completes_nothing_is_taken_again_for_longer(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[float] = []
 
@@ -39,7 +42,7 @@ def test_a_slice_that_completes_nothing_is_taken_again_for_longer(monkeypatch: p
         return {"requests": concurrency if seconds >= 3 else 0, "duration_us": round(seconds * 1e6)}
 
     monkeypatch.setattr(benchmark, "wrk", fake_wrk)
-    figures = benchmark.one_slice("http://x", SCENARIOS[0], 16, Path(), False)
+    figures = benchmark.one_slice(SERVER, SCENARIOS[0], 16, Path(), False)
     assert asked == [1, 2, 4]
     assert figures == {"requests": 16, "duration_us": 4_000_000}
 
@@ -54,5 +57,5 @@ def test_a_slice_that_never_completes_stops_at_the_longest(monkeypatch: pytest.M
         return {"requests": 0, "duration_us": round(seconds * 1e6)}
 
     monkeypatch.setattr(benchmark, "wrk", fake_wrk)
-    assert benchmark.one_slice("http://x", SCENARIOS[0], 16, Path(), False)["requests"] == 0
+    assert benchmark.one_slice(SERVER, SCENARIOS[0], 16, Path(), False)["requests"] == 0
     assert asked[-1] == benchmark.LONGEST_SLICE
