@@ -115,8 +115,9 @@ def service_image_instructions(name):
         'org.opencontainers.image.base.name="modelserving-base"',
         "COPY --from=install /app/venv /app/venv",
         f"COPY services/{name}/sbom.cdx.json /usr/share/sbom/modelserving-{name}.cdx.json",
-        "ENV HOST=0.0.0.0 PORT=8000 APP_REVISION=$GIT_COMMIT",
-        "EXPOSE 8000",
+        # REST on 8000; the Open Inference Protocol's gRPC API on 8081 (MLServer's and KServe's).
+        "ENV HOST=0.0.0.0 PORT=8000 GRPC_PORT=8081 APP_REVISION=$GIT_COMMIT",
+        "EXPOSE 8000 8081",
         "USER 1001:1001",
         'ENTRYPOINT ["/app/venv/pex"]',
     ]

@@ -190,10 +190,13 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
         ),
     ),
     "pin-of-a-test-tool": (
-        # Needed by Playwright and tritonclient (gevent) only: the browser and client tests.
+        # Needed by Playwright and tritonclient (gevent) only: the browser and client tests, and the
+        # container tests, which call each image's gRPC API with tritonclient.
         bump_pin("greenlet"),
         Expected(
-            lambda repo: test_files(repo, "tests/browser/test_*.py", "tests/clients/test_*.py", CI_TESTS),
+            lambda repo: test_files(
+                repo, "tests/browser/test_*.py", "tests/clients/test_*.py", "tests/containers/test_*.py", CI_TESTS
+            ),
             nothing,
             nothing,
         ),

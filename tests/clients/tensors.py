@@ -1,6 +1,7 @@
 """What the Triton client tests share: the service's rows as the clients' input tensors, and
 the clients' results back as the typed route's predictions."""
 
+import json
 from typing import Any
 
 import httpx
@@ -77,6 +78,18 @@ def as_predictions(
             else:
                 row[name] = plain(array[index])
     return rows
+
+
+def grpc_predictions(result: Any, count: int) -> list[dict[str, Any]]:
+    """A `tritonclient.grpc` result as the typed route's predictions (labels: a JSON parameter)."""
+    outputs = [
+        (
+            output.name,
+            json.loads(output.parameters["labels"].string_param) if "labels" in output.parameters else None,
+        )
+        for output in result.get_response().outputs
+    ]
+    return as_predictions(result, outputs, count)
 
 
 def first_required_field(service: ModelService[Any, Any], rows: list[dict[str, Any]]) -> str:

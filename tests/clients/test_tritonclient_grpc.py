@@ -4,7 +4,6 @@ route's predictions, for one input per field and for a service's tensor input), 
 surface as the client's `InferenceServerException` with the gRPC status and the server's
 message, auth included."""
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +14,8 @@ from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
 from clients.tensors import (
     as_fp32,
-    as_predictions,
     first_required_field,
+    grpc_predictions,
     inputs_for,
     tensor_input,
     typed_predictions,
@@ -37,17 +36,6 @@ def served(request: Any) -> Iterator[tuple[ModelService[Any, Any], str, Any]]:
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         yield service, url, client
         client.close()
-
-
-def predictions(result: Any, count: int) -> list[dict[str, Any]]:
-    outputs = [
-        (
-            output.name,
-            json.loads(output.parameters["labels"].string_param) if "labels" in output.parameters else None,
-        )
-        for output in result.get_response().outputs
-    ]
-    return as_predictions(result, outputs, count)
 
 
 def test_health_and_metadata_are_the_rest_apis(served: tuple[ModelService[Any, Any], str, Any]) -> None:
@@ -71,11 +59,11 @@ def test_infer_gives_what_the_typed_route_gives(served: tuple[ModelService[Any, 
     typed = typed_predictions(service, url, rows)
     result = client.infer(service.name, inputs_for(triton, rows), request_id="grpc-42")
     assert result.get_response().id == "grpc-42"
-    assert predictions(result, len(rows)) == typed
+    assert grpc_predictions(result, len(rows)) == typed
     named = [triton.InferRequestedOutput(name) for name in reversed(typed[0])]
     result = client.infer(service.name, inputs_for(triton, rows), outputs=named)
     assert [output.name for output in result.get_response().outputs] == list(reversed(typed[0]))
-    assert predictions(result, len(rows)) == typed
+    assert grpc_predictions(result, len(rows)) == typed
     if service.v2_tensor_input:
         floats = as_fp32(rows)
         metadata = client.get_model_metadata(service.name, as_json=True)
@@ -83,7 +71,7 @@ def test_infer_gives_what_the_typed_route_gives(served: tuple[ModelService[Any, 
         (declared,) = metadata["inputs"]
         tensor = tensor_input(triton, declared, rest["inputs"][0]["parameters"]["columns"], floats)
         result = client.infer(service.name, [tensor])
-        assert predictions(result, len(rows)) == typed_predictions(service, url, floats)
+        assert grpc_predictions(result, len(rows)) == typed_predictions(service, url, floats)
 
 
 def test_a_refused_request_is_the_clients_exception(served: tuple[ModelService[Any, Any], str, Any]) -> None:

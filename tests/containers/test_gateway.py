@@ -1,7 +1,7 @@
 """Every service's image behind the gateway its staging overlays declare (nginx, Debian's package,
 configured from the rendered Ingress objects): each model answers through its `/<service>` prefix,
-its docs and OpenAPI document work under it, nothing else is routed, and nginx refuses bodies over
-the limit the app sets.
+and over gRPC (HTTP/2) through its own host; its docs and OpenAPI document work under the
+prefix, nothing else is routed, and nginx refuses bodies over the limit the app sets.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from containers.engine import built_image, docker_client
-from containers.harness import POD_FLAGS, SERVICES, prediction_request
-from gateway.nginx import Route, ingress_routes, running_gateway
+from containers.harness import POD_FLAGS, SERVICES, grpc_prediction, prediction_request, rest_prediction
+from gateway.nginx import Route, grpc_routes, ingress_routes, running_gateway
 from k8s.overlays import render
+from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
 from modelserving.testing import free_port
 
@@ -27,9 +28,10 @@ ENVIRONMENT = "staging"  # plain HTTP; prod adds TLS to the same routes
 
 class Gateway:
     def __init__(
-        self, url: str, host: str, direct: dict[str, str], config: dict[str, dict[str, str]]
+        self, url: str, host: str, direct: dict[str, str], config: dict[str, dict[str, str]], grpc: str
     ) -> None:
         self.url, self.host, self.direct, self.config = url, host, direct, config
+        self.grpc = grpc  # the gRPC listener's address
 
     def call(
         self, method: str, path: str, headers: dict[str, str] | None = None, **options: Any
@@ -39,10 +41,12 @@ class Gateway:
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **options)
 
 
-def run_image(docker: str, service: str, env: dict[str, str], stack: ExitStack) -> str:
-    """The service's image under a Pod's constraints, with its overlay's settings: its URL."""
-    port = free_port()
-    flags = [flag for name, value in {**env, "PORT": str(port)}.items() for flag in ("-e", f"{name}={value}")]
+def run_image(docker: str, service: str, env: dict[str, str], stack: ExitStack) -> tuple[str, str]:
+    """The service's image under a Pod's constraints, with its overlay's settings: its URL, and
+    its gRPC address."""
+    port, grpc_port = free_port(), free_port()
+    ports = {"PORT": str(port), "GRPC_PORT": str(grpc_port)}
+    flags = [flag for name, value in {**env, **ports}.items() for flag in ("-e", f"{name}={value}")]
     container = subprocess.check_output(
         [docker, "run", "-d", *POD_FLAGS, *flags, built_image(service)], text=True
     )
@@ -54,7 +58,7 @@ def run_image(docker: str, service: str, env: dict[str, str], stack: ExitStack) 
             logs = subprocess.run([docker, "logs", container.strip()], capture_output=True, text=True)
             pytest.fail(f"{service} never became ready:\n{logs.stdout}{logs.stderr}")
         time.sleep(0.2)
-    return url
+    return url, f"127.0.0.1:{grpc_port}"
 
 
 def ready(url: str) -> bool:
@@ -69,6 +73,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     docker = docker_client()
     with ExitStack() as stack:
         backends: dict[Route, str] = {}
+        grpc_backends: dict[Route, str] = {}
         direct: dict[str, str] = {}
         config: dict[str, dict[str, str]] = {}
         for service in sorted(SERVICES):
@@ -79,13 +84,19 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 if obj["kind"] == "ConfigMap"
                 and obj["metadata"]["name"].startswith(f"{service}-model-config-")
             )
-            direct[service] = run_image(docker, service, config[service], stack)
+            direct[service], grpc_address = run_image(docker, service, config[service], stack)
             for route in ingress_routes(objects):
                 backends[route] = direct[service].removeprefix("http://")
+            (grpc_route,) = grpc_routes(objects)
+            assert grpc_route.host == f"{service}.{ingress_routes(objects)[0].host}"
+            grpc_backends[grpc_route] = grpc_address
         (host,) = {route.host for route in backends}
         assert sorted(route.prefix for route in backends) == sorted(f"/{s}" for s in SERVICES)
-        url = stack.enter_context(running_gateway(tmp_path_factory.mktemp("nginx"), backends))
-        yield Gateway(url, host, direct, config)
+        grpc_port = free_port()
+        url = stack.enter_context(
+            running_gateway(tmp_path_factory.mktemp("nginx"), backends, grpc_port, grpc_backends)
+        )
+        yield Gateway(url, host, direct, config, f"127.0.0.1:{grpc_port}")
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -94,6 +105,17 @@ def test_each_model_answers_through_its_prefix(gateway: Gateway, service: str) -
     through = gateway.call("POST", f"/{service}{path}", json=rows)
     assert through.status_code == 200, through.text
     assert through.json() == httpx.post(gateway.direct[service] + path, json=rows).json()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_model_answers_grpc_through_its_own_host(gateway: Gateway, service: str) -> None:
+    through = grpc_prediction(service, gateway.grpc, authority=f"{service}.{gateway.host}")
+    assert through == rest_prediction(service, gateway.direct[service])
+    with pytest.raises(InferenceServerException):  # another service's host: not this model
+        other = next(name for name in sorted(SERVICES) if name != service)
+        grpc_prediction(service, gateway.grpc, authority=f"{other}.{gateway.host}")
+    with pytest.raises(InferenceServerException):  # no such host
+        grpc_prediction(service, gateway.grpc, authority=f"nope.{gateway.host}")
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

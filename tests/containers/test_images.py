@@ -2,7 +2,8 @@
 
 Each image runs read-only, as 1001:1001, with every capability dropped, no new
 privileges and a tmpfs /tmp; it must become ready (the time it took is printed, a
-figure, not a pass mark: the 5 s budget is checked by reading it), predict, report its
+figure, not a pass mark: the 5 s budget is checked by reading it), predict (over REST and
+over gRPC, alike), report its
 image's revision, have no shell, finish a request in flight at SIGTERM, and
 exit 0 within 10 s of it.
 """
@@ -17,7 +18,14 @@ import urllib.request
 
 import pytest
 from containers.engine import built_image, docker_client
-from containers.harness import POD_FLAGS, SERVICES, http_get, prediction_request
+from containers.harness import (
+    POD_FLAGS,
+    SERVICES,
+    grpc_prediction,
+    http_get,
+    prediction_request,
+    rest_prediction,
+)
 
 from modelserving.testing import free_port, status_of_request_in_flight_at
 
@@ -30,6 +38,8 @@ def test_image_runs_under_pod_constraints(name: str) -> None:
     image = built_image(name)
     inspect = json.loads(subprocess.check_output([docker, "image", "inspect", image]))[0]["Config"]
     assert inspect["User"] == "1001:1001"
+    assert set(inspect["ExposedPorts"]) == {"8000/tcp", "8081/tcp"}  # REST (PORT) and gRPC (GRPC_PORT)
+    assert {"PORT=8000", "GRPC_PORT=8081"} <= set(inspect["Env"])
     revision = inspect["Labels"]["org.opencontainers.image.revision"]
 
     shell = subprocess.run(
@@ -38,10 +48,11 @@ def test_image_runs_under_pod_constraints(name: str) -> None:
     )
     assert shell.returncode != 0, "the image must have no /bin/sh"
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     started = time.monotonic()
     cid = subprocess.check_output(
-        [docker, "run", "-d", *POD_FLAGS, "-e", f"PORT={port}", image], text=True
+        [docker, "run", "-d", *POD_FLAGS, "-e", f"PORT={port}", "-e", f"GRPC_PORT={grpc_port}", image],
+        text=True,
     ).strip()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -65,6 +76,8 @@ def test_image_runs_under_pod_constraints(name: str) -> None:
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
             assert json.loads(r.read())
+
+        assert grpc_prediction(name, f"127.0.0.1:{grpc_port}") == rest_prediction(name, base)
 
         _, health = http_get(base + "/health_check")
         assert json.loads(health)["app_revision"] == revision

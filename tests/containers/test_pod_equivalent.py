@@ -3,9 +3,10 @@
 From the rendered prod overlay this reads the container's image, security
 context, volumes, environment (ConfigMap and env), named port and probes, runs
 the image Pants built under the equivalent `docker run` flags, and then
-requests each probe's path on the declared port and makes a prediction: refused
-without a bearer token (prod requires one, from a Secret reproduced here as a
-read-only directory holding a new token), served with it. A
+requests each probe's path on the declared port and makes a prediction, over REST on
+the http port and over gRPC on the grpc port: refused without a bearer token (prod
+requires one, from a Secret reproduced here as a read-only directory holding a new
+token), served with it. A
 probe path the app does not serve, a uid the image cannot run as, or a root
 filesystem it needs to write fails here before it fails in a cluster.
 """
@@ -24,9 +25,10 @@ from typing import Any
 import pytest
 import yaml
 from containers.engine import built_image, built_names, docker_client
-from containers.harness import SERVICES, http_get, prediction_request
+from containers.harness import SERVICES, grpc_prediction, http_get, prediction_request, rest_prediction
+from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
-from modelserving.testing import free_port
+from modelserving.testing import free_port, raised
 
 
 def prod_manifests(service: str) -> list[dict[str, Any]]:
@@ -104,9 +106,10 @@ def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     env = environment(container, config_maps)
     assert int(env["PORT"]) == ports["http"], "the app must listen on the declared http port"
-    # The host network is shared, so the declared port may be taken: run on a free one instead.
-    port = free_port()
-    env["PORT"] = str(port)
+    assert int(env["GRPC_PORT"]) == ports["grpc"], "the app must serve gRPC on the declared grpc port"
+    # The host network is shared, so the declared ports may be taken: run on free ones instead.
+    port, grpc_port = free_port(), free_port()
+    env["PORT"], env["GRPC_PORT"] = str(port), str(grpc_port)
     env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
 
     tmp_path.chmod(0o755)
@@ -144,5 +147,11 @@ def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path
         request = urllib.request.Request(url + path, json.dumps(body).encode(), headers)
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
+
+        address = f"127.0.0.1:{grpc_port}"
+        with pytest.raises(InferenceServerException) as anonymous_rpc:
+            grpc_prediction(service, address)
+        assert raised(anonymous_rpc).status() == "StatusCode.UNAUTHENTICATED"
+        assert grpc_prediction(service, address, token=token) == rest_prediction(service, url, token=token)
     finally:
         subprocess.run([docker, "rm", "-f", cid], capture_output=True)
