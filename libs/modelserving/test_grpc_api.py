@@ -66,6 +66,10 @@ def x_input(*values: float) -> pb.ModelInferRequest.InferInputTensor:
     )
 
 
+def tensor(name: str, datatype: str, shape: list[int]) -> pb.ModelInferRequest.InferInputTensor:
+    return pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape)
+
+
 def fp64s(raw: bytes) -> list[float]:
     return list(struct.unpack(f"<{len(raw) // 8}d", raw))
 
@@ -91,7 +95,23 @@ def test_raw_input_contents_are_read_as_tritonclient_sends_them(api: Api) -> Non
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (pb.ModelInferRequest(model_name="toy"), "inputs: List should have at least 1 item"),
+        (pb.ModelInferRequest(model_name="toy"), "inputs: a request has 1 to 1024 inputs, got 0"),
+        (
+            pb.ModelInferRequest(model_name="toy", inputs=[tensor("", "FP64", [1])]),
+            "inputs[0].name: 1 to 256 characters, got 0",
+        ),
+        (
+            pb.ModelInferRequest(model_name="toy", inputs=[tensor("x", "FP64", [1] * 9)]),
+            "input 'x': shape [1, 1, 1, 1, 1, 1, 1, 1, 1] must have 1 to 8 dimensions",
+        ),
+        (
+            pb.ModelInferRequest(model_name="toy", inputs=[tensor("x", "FP64", [])]),
+            "input 'x': shape [] must have 1 to 8 dimensions",
+        ),
+        (
+            pb.ModelInferRequest(model_name="toy", id="i" * 257, inputs=[x_input(1.0)]),
+            "id: at most 256 characters, got 257",
+        ),
         (pb.ModelInferRequest(model_name="toy", inputs=[x_input(1, 2, 3, 4)]), "exceed the limit of 3 rows"),
         (
             pb.ModelInferRequest(model_name="toy", inputs=[x_input(5000.0)]),
@@ -176,6 +196,10 @@ def test_raw_input_contents_are_read_as_tritonclient_sends_them(api: Api) -> Non
     ],
     ids=[
         "no-inputs",
+        "empty-name",
+        "nine-dimensions",
+        "no-dimensions",
+        "long-id",
         "too-many-rows",
         "out-of-range",
         "wrong-contents",
@@ -262,7 +286,7 @@ def test_the_request_id_is_taken_and_sent_back(api: Api) -> None:
         timeout=10,
     )
     assert response.id == "abc-123"  # no id in the request: the request id, as on REST
-    assert ("x-request-id", "abc-123") in call.initial_metadata()
+    assert ("x-request-id", "abc-123") in call.trailing_metadata()
 
 
 def test_rpcs_are_counted_by_method_and_code(api: Api) -> None:

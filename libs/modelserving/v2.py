@@ -56,6 +56,8 @@ ACCEPTED: dict[type, tuple[frozenset[str], Datatype]] = {
     str: (frozenset({"BYTES"}), "BYTES"),
 }
 Data = list[Any]
+# A request's limits (REST bodies here, gRPC messages in modelserving.grpc_api).
+MAX_INPUTS, MAX_NAME, MAX_DIMENSIONS = 1024, 256, 8
 EXTENSIONS = ["binary_tensor_data"]  # the server metadata's list of protocol extensions
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)  # serialises plain values in pydantic-core
 # What a binary request may declare itself as (tritonclient sends none).
@@ -103,8 +105,10 @@ class ReadyResponse(BaseModel):
 # The request's parts are TypedDicts: pydantic-core validates them into plain dicts, which for
 # a request of many one-element inputs costs a quarter less than a model instance per input.
 class _Tensor(TypedDict):
-    name: Annotated[str, Field(min_length=1, max_length=256, examples=["Pclass"])]
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=8, examples=[[2]])]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME, examples=["Pclass"])]
+    shape: Annotated[
+        list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=MAX_DIMENSIONS, examples=[[2]])
+    ]
     datatype: Annotated[Datatype, Field(examples=["INT64"])]
     parameters: NotRequired[dict[str, Any] | None]
 
@@ -120,12 +124,12 @@ class BinaryRequestInput(_Tensor):
 
 
 class RequestOutput(TypedDict):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
     parameters: NotRequired[dict[str, Any] | None]
 
 
 class _Request(TypedDict):
-    id: NotRequired[Annotated[str, Field(max_length=256)] | None]
+    id: NotRequired[Annotated[str, Field(max_length=MAX_NAME)] | None]
     parameters: NotRequired[dict[str, Any] | None]
     outputs: NotRequired[list[RequestOutput] | None]
 
@@ -133,13 +137,13 @@ class _Request(TypedDict):
 class InferenceRequest(_Request):
     """A v2 request; each service's infer route documents an example made of its own inputs."""
 
-    inputs: Annotated[list[RequestInput], Field(min_length=1, max_length=1024)]
+    inputs: Annotated[list[RequestInput], Field(min_length=1, max_length=MAX_INPUTS)]
 
 
 class BinaryInferenceRequest(_Request):
     """The JSON of a request with binary tensor data (binary_tensors)."""
 
-    inputs: Annotated[list[BinaryRequestInput], Field(min_length=1, max_length=1024)]
+    inputs: Annotated[list[BinaryRequestInput], Field(min_length=1, max_length=MAX_INPUTS)]
 
 
 INFERENCE_REQUEST: TypeAdapter[InferenceRequest] = TypeAdapter(InferenceRequest)
@@ -510,15 +514,6 @@ class ProtocolModel:
             "id": request_id.get() if inference.get("id") is None else inference["id"],
             "outputs": outputs,
         }
-
-
-def validated_request(inference: dict[str, Any]) -> InferenceRequest:
-    """`inference`, built from another encoding of the protocol, checked as a JSON body would be."""
-    try:
-        return INFERENCE_REQUEST.validate_python(inference, strict=True)
-    except ValidationError as error:
-        issue = error.errors()[0]
-        raise ProtocolError(400, f"{field_path(issue['loc']) or 'request'}: {issue['msg']}") from None
 
 
 def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -> None:
