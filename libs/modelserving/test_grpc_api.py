@@ -220,6 +220,17 @@ def test_an_invalid_request_is_invalid_argument_naming_the_input(
     assert message in details
 
 
+def test_a_message_over_max_body_bytes_is_resource_exhausted(toy_service: ModelService[Any, Any]) -> None:
+    with serving(toy_service, max_body_bytes=4096) as api:
+        padded = pb.ModelInferRequest(model_name="toy", id="x", inputs=[x_input(1.0)])
+        padded.parameters["padding"].string_param = "p" * 5000
+        code, _ = api.refusal("ModelInfer", padded, pb.ModelInferResponse)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert api.infer(
+            pb.ModelInferRequest(model_name="toy", inputs=[x_input(1.0)])
+        ).outputs  # still serving
+
+
 def test_bytes_that_are_not_the_rpcs_message_are_invalid_argument(api: Api) -> None:
     rpc = api.channel.unary_unary(SERVICE + "ModelInfer", request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as refused:
