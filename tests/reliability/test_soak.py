@@ -23,7 +23,7 @@ def test_sixty_seconds_at_concurrency_64_without_errors_or_memory_growth(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     pex = Path.cwd() / "services.titanic" / "serve.pex"
-    with benchmark.running(pex, workers=1, micro_batching=True, logs=tmp_path) as (url, process, _):
+    with benchmark.running(pex, workers=1, micro_batching=True, logs=tmp_path) as (url, process, _, _):
         benchmark.wrk(url, TITANIC, CONCURRENCY, WARMUP_SECONDS, tmp_path, pin=False)
         (after_warmup,) = benchmark.worker_rss_mb(process)
         soak = benchmark.wrk(url, TITANIC, CONCURRENCY, SOAK_SECONDS, tmp_path, pin=False)
