@@ -195,7 +195,11 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
         bump_pin("greenlet"),
         Expected(
             lambda repo: test_files(
-                repo, "tests/browser/test_*.py", "tests/clients/test_*.py", "tests/containers/test_*.py", CI_TESTS
+                repo,
+                "tests/browser/test_*.py",
+                "tests/clients/test_*.py",
+                "tests/containers/test_*.py",
+                CI_TESTS,
             ),
             nothing,
             nothing,
