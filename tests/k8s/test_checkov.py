@@ -41,7 +41,7 @@ def checkov(tree: Path, *overlays: str) -> subprocess.CompletedProcess[str]:
 
 def counts(output: str) -> dict[str, int]:
     found = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", output)
-    assert found, f"no checkov summary in:\n{output}"
+    assert found, f"no checkov summary in its output (stdout, then stderr):\n{output}"
     return dict(zip(("passed", "failed", "skipped"), map(int, found.groups()), strict=True))
 
 
@@ -52,7 +52,7 @@ def test_every_release_passes(tree: Path) -> None:
         done = release(tree, service, env, f"registry.example/modelserving-{service}@{digest}", commit)
         assert done.returncode == 0, done.stderr
     result = checkov(tree)
-    summary = counts(result.stdout)
+    summary = counts(result.stdout + result.stderr)
     assert result.returncode == 0 and summary["failed"] == 0, result.stdout + result.stderr
     assert summary["passed"] > 0
     # Only the reasoned skips, once per Deployment.
@@ -68,6 +68,6 @@ def test_a_check_without_its_reasoned_skip_fails(tree: Path) -> None:
     deployment.write_text(SKIP_ANNOTATION.sub("", text))
     result = checkov(tree, "titanic/overlays/prod")
     assert result.returncode != 0, result.stdout
-    assert counts(result.stdout)["failed"] == len(skipped)
+    assert counts(result.stdout + result.stderr)["failed"] == len(skipped)
     for check in skipped:
         assert check in result.stdout
