@@ -25,12 +25,16 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 async def read_json(request: Request, adapter: TypeAdapter[T]) -> T:
     """The request body validated strictly by `adapter`; 415 for a non-JSON content type, 422 naming
     the field."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None:
-        media_type = content_type.partition(";")[0].strip().lower()
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise HTTPException(415, f"content-type must be application/json, got {media_type!r}")
+    media = media_type(request)
+    if media is not None and media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(415, f"content-type must be application/json, got {media!r}")
     return validate_json(await request.body(), adapter)
+
+
+def media_type(request: Request) -> str | None:
+    """The request's media type, lower-case and without parameters; None without a content-type."""
+    content_type = request.headers.get("content-type")
+    return None if content_type is None else content_type.partition(";")[0].strip().lower()
 
 
 def validate_json(data: bytes, adapter: TypeAdapter[T]) -> T:

@@ -39,7 +39,7 @@ from modelserving.dataplane import DataPlane
 from modelserving.logs import ACCESS_LOGGER, request_id
 from modelserving.middleware import valid_request_id
 from modelserving.settings import Settings
-from modelserving.v2 import MAX_DIMENSIONS, MAX_INPUTS, MAX_NAME, ProtocolError, ProtocolModel
+from modelserving.v2 import MAX_DIMENSIONS, MAX_INPUTS, MAX_NAME, ProtocolError, ProtocolModel, TensorMetadata
 
 SERVICE = "inference.GRPCInferenceService"
 STATUS_CODES = {
@@ -130,6 +130,11 @@ def infer_response(body: dict[str, Any]) -> pb.ModelInferResponse:
     return response
 
 
+def tensor_metadata(tensors: list[TensorMetadata]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
+    message = pb.ModelMetadataResponse.TensorMetadata
+    return [message(name=item.name, datatype=item.datatype, shape=item.shape) for item in tensors]
+
+
 def model_version(requested: str) -> str | None:
     return requested or None  # the protocol's empty version: whichever is loaded
 
@@ -157,23 +162,17 @@ class InferenceServicer:
 
     async def model_metadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
         metadata = self.protocol.metadata(request.name, model_version(request.version))
-        tensors = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=metadata.name,
             versions=metadata.versions,
             platform=metadata.platform,
-            inputs=[
-                tensors(name=item.name, datatype=item.datatype, shape=item.shape) for item in metadata.inputs
-            ],
-            outputs=[
-                tensors(name=item.name, datatype=item.datatype, shape=item.shape) for item in metadata.outputs
-            ],
+            inputs=tensor_metadata(metadata.inputs),
+            outputs=tensor_metadata(metadata.outputs),
         )
 
     async def model_infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        version = model_version(request.model_version)
-        self.protocol.loaded_version(request.model_name, version)  # before converting the inputs
-        body = await self.protocol.infer(inference_request(request), request.model_name, version)
+        version = self.protocol.loaded_version(request.model_name, model_version(request.model_version))
+        body = await self.protocol.infer(inference_request(request), version)
         return infer_response(body)
 
     def methods(self) -> dict[str, tuple[type[Message], Handler, bool]]:

@@ -35,7 +35,7 @@ from typing_extensions import TypedDict  # noqa: UP035 (pydantic needs this one 
 
 from modelserving import binary_tensors
 from modelserving.auth import UNAUTHORIZED
-from modelserving.bodies import documented_body, read_json, schema_components, validate_json
+from modelserving.bodies import documented_body, media_type, read_json, schema_components, validate_json
 from modelserving.dataplane import DataPlane
 from modelserving.docs import extend_openapi
 from modelserving.errors import field_path, validation_failures
@@ -436,10 +436,10 @@ class V2Codec:
 
 async def read_binary_request(request: Request, header_length: str) -> InferenceRequest:
     """A request of the binary tensor data extension, each input given its `data`."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None and content_type.partition(";")[0].strip().lower() not in _BINARY_MEDIA_TYPES:
+    media = media_type(request)
+    if media is not None and media not in _BINARY_MEDIA_TYPES:
         raise ProtocolError(
-            415, f"a binary request's content-type must be application/octet-stream, got {content_type!r}"
+            415, f"a binary request's content-type must be application/octet-stream, got {media!r}"
         )
     try:
         header, data = binary_tensors.split(await request.body(), header_length)
@@ -500,11 +500,9 @@ class ProtocolModel:
             return False
         return self.plane.state.ready
 
-    async def infer(
-        self, inference: InferenceRequest, model_name: str, model_version: str | None
-    ) -> dict[str, Any]:
-        """The response body (an `InferenceResponse` as plain values) for `inference`."""
-        version = self.loaded_version(model_name, model_version)
+    async def infer(self, inference: InferenceRequest, version: str) -> dict[str, Any]:
+        """The response body (an `InferenceResponse` as plain values) for `inference`, to the
+        model at `version` (`loaded_version`'s, checked before the request was read)."""
         rows = self.codec.rows(inference)
         response = await self.plane.infer(rows)
         outputs = self.codec.outputs_of(response, inference.get("outputs"))
@@ -546,13 +544,13 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
         # pydantic-core pass from bytes to InferenceRequest, without FastAPI's per-parameter work,
         # which cost more than the protocol's own conversion on a one-row request.
         parameters = request.path_params
-        protocol.loaded_version(parameters["model_name"], parameters.get("model_version"))
+        version = protocol.loaded_version(parameters["model_name"], parameters.get("model_version"))
         header_length = request.headers.get(binary_tensors.HEADER)
         if header_length is None:
             inference = await read_json(request, INFERENCE_REQUEST)
         else:
             inference = await read_binary_request(request, header_length)
-        body = await protocol.infer(inference, parameters["model_name"], parameters.get("model_version"))
+        body = await protocol.infer(inference, version)
         outputs = body["outputs"]
         if inference.get("parameters") or inference.get("outputs"):
             binary = binary_tensors.binary_outputs(

@@ -276,22 +276,15 @@ def container_checks(p: Policy, deploy: Obj, c: Obj, service: str, cm: Obj) -> N
     )
 
     ports = c.get("ports") or []
-    http = [port for port in ports if port.get("name") == "http"]
-    p.check(
-        "ctr-port-http",
-        len(http) == 1 and http[0].get("containerPort") == CONTAINER_PORT,
-        d,
-        f + ".ports",
-        f"one port named http on {CONTAINER_PORT}",
-    )
-    grpc = [port for port in ports if port.get("name") == "grpc"]
-    p.check(
-        "ctr-port-grpc",
-        len(grpc) == 1 and grpc[0].get("containerPort") == GRPC_CONTAINER_PORT,
-        d,
-        f + ".ports",
-        f"one port named grpc on {GRPC_CONTAINER_PORT}",
-    )
+    for name, number in (("http", CONTAINER_PORT), ("grpc", GRPC_CONTAINER_PORT)):
+        named = [port for port in ports if port.get("name") == name]
+        p.check(
+            f"ctr-port-{name}",
+            len(named) == 1 and named[0].get("containerPort") == number,
+            d,
+            f + ".ports",
+            f"one port named {name} on {number}",
+        )
     p.check(
         "ctr-no-hostPort", not any(port.get("hostPort") for port in ports), d, f + ".ports", "no hostPort"
     )
