@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -48,6 +49,7 @@ from typing import Any
 
 from bench_report import COMPARED, GRPC_1, TITANIC_1, ratios, render_chart, table
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
+from prometheus_client.parser import text_string_to_metric_families
 
 PASSENGER = {
     "PassengerId": 892,
@@ -269,10 +271,16 @@ def worker_rss_mb(process: subprocess.Popen[bytes]) -> list[float]:
     pids = [int(pid) for pid in children] or [process.pid]
     sizes = []
     for pid in pids:
-        status = Path(f"/proc/{pid}/status").read_text()
-        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-        sizes.append(round(kb / 1024, 1))
+        sizes.append(round(vm_rss_bytes(Path(f"/proc/{pid}/status").read_text()) / 2**20, 1))
     return sizes
+
+
+def vm_rss_bytes(status: str) -> int:
+    """VmRSS from a /proc/<pid>/status text, which the kernel prints in kB (of 1024 bytes)."""
+    found = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
+    if not found:
+        raise ValueError(f"no VmRSS in kB in:\n{status}")
+    return int(found[1]) * 1024
 
 
 LONGEST_SLICE = 8  # seconds; wrk's own request timeout is 10 s
@@ -311,22 +319,37 @@ def h2load(
         "-d", str(body), f"--log-file={log}", grpc_url + scenario.path,
     ]  # fmt: skip
     output = subprocess.run(on_cpu(LOAD_CPU, command, pin), capture_output=True, text=True, check=True).stdout
-    # "finished in 1.00s, ..." and
-    # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
-    finished = next(line for line in output.splitlines() if line.startswith("finished in"))
-    counts = next(line for line in output.splitlines() if line.startswith("requests:"))
-    done, succeeded = (int(counts.split(f" {word}")[0].split()[-1]) for word in ("done", "succeeded"))
-    errors = sum(int(counts.split(f" {word}")[0].split()[-1]) for word in ("errored", "timeout"))
-    times = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
+    return h2load_figures(output, log.read_text())
+
+
+# h2load prints its run's time with the largest unit it reaches (nghttp2's util::format_duration:
+# "850us", "998.53ms", "1.00s"); its --log-file gives each call's time in microseconds.
+H2LOAD_FINISHED = re.compile(r"^finished in (\d+(?:\.\d+)?)(us|ms|s), ", re.MULTILINE)
+H2LOAD_REQUESTS = re.compile(
+    r"^requests: (?P<total>\d+) total, (?P<started>\d+) started, (?P<done>\d+) done, "
+    r"(?P<succeeded>\d+) succeeded, (?P<failed>\d+) failed, (?P<errored>\d+) errored, "
+    r"(?P<timeout>\d+) timeout$",
+    re.MULTILINE,
+)
+MICROSECONDS = {"us": 1, "ms": 1_000, "s": 1_000_000}
+
+
+def h2load_figures(output: str, log: str) -> dict[str, int]:
+    """h2load's summary (`output`) and per-call log (`log`) as wrk's figures, in microseconds."""
+    finished, requests = H2LOAD_FINISHED.search(output), H2LOAD_REQUESTS.search(output)
+    if not finished or not requests:
+        raise ValueError(f"h2load printed no summary this harness can read:\n{output}")
+    counts = {name: int(value) for name, value in requests.groupdict().items()}
+    times = sorted(int(line.split("\t")[2]) for line in log.splitlines() if line.strip())
 
     def percentile(fraction: float) -> int:
         return times[min(len(times) - 1, int(fraction * len(times)))] if times else 0
 
     return {
-        "requests": done,
-        "duration_us": round(float(finished.split()[2].rstrip("s,")) * 1e6),
-        "errors": errors,
-        "non_2xx": done - succeeded,
+        "requests": counts["done"],
+        "duration_us": round(float(finished[1]) * MICROSECONDS[finished[2]]),
+        "errors": counts["errored"] + counts["timeout"],
+        "non_2xx": counts["done"] - counts["succeeded"],
         "p50_us": percentile(0.5),
         "p99_us": percentile(0.99),
     }
@@ -338,11 +361,12 @@ def grpc_failures(url: str) -> int:
         text = response.read().decode()
     return round(
         sum(
-            float(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith("grpc_server_handled_total{")
-            and 'grpc_method="ModelInfer"' in line
-            and 'grpc_code="OK"' not in line
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "grpc_server_handled_total"
+            and sample.labels.get("grpc_method") == "ModelInfer"
+            and sample.labels.get("grpc_code") != "OK"
         )
     )
 
@@ -370,9 +394,16 @@ def wrk_result(process: subprocess.Popen[str]) -> dict[str, int]:
     output, _ = process.communicate()
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, process.args, output)
-    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
-    result: dict[str, int] = json.loads(line.removeprefix("RESULT "))
-    return result
+    return wrk_figures(output)
+
+
+def wrk_figures(output: str) -> dict[str, int]:
+    """The figures `Scenario.lua`'s `done` printed: wrk's Lua API gives its run's duration and
+    latencies as numbers of microseconds, never as text with a unit (wrk's SCRIPTING)."""
+    line = next((line for line in output.splitlines() if line.startswith("RESULT ")), None)
+    if line is None:
+        raise ValueError(f"wrk printed no RESULT line:\n{output}")
+    return {name: int(value) for name, value in json.loads(line.removeprefix("RESULT ")).items()}
 
 
 def one_slice(

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
 from modelserving import ModelService, Settings, create_app
-from modelserving.testing import free_port, raised
+from modelserving.testing import free_port, metric_value, raised
 
 SERVICE = "/inference.GRPCInferenceService/"
 TOKEN = "toy-grpc-token-0123456789"
@@ -307,11 +307,14 @@ def test_rpcs_are_counted_by_method_and_code(api: Api) -> None:
     )
     text = api.rest.get("/metrics").text
     for code in ("OK", "NOT_FOUND"):
-        labels = f'grpc_code="{code}",grpc_method="ModelInfer",grpc_service="inference.GRPCInferenceService"'
-        line = f"grpc_server_handled_total{{{labels}}}"
-        assert any(
-            sample.startswith(line) and float(sample.split()[-1]) >= 1 for sample in text.splitlines()
-        ), code
+        handled = metric_value(
+            text,
+            "grpc_server_handled_total",
+            grpc_code=code,
+            grpc_method="ModelInfer",
+            grpc_service="inference.GRPCInferenceService",
+        )
+        assert handled >= 1, code
     assert 'grpc_server_handling_seconds_count{grpc_method="ModelInfer"' in text
 
 
@@ -329,12 +332,7 @@ def test_grpc_and_rest_predictions_share_one_batch(toy_service: ModelService[Any
 
 
 def batch_count(rest: TestClient) -> float:
-    lines = [
-        line
-        for line in rest.get("/metrics").text.splitlines()
-        if line.startswith('model_batch_size_count{model="toy"}')
-    ]
-    return float(lines[0].split()[-1]) if lines else 0.0
+    return metric_value(rest.get("/metrics").text, "model_batch_size_count", model="toy")
 
 
 def test_with_auth_the_model_rpcs_need_the_token(toy_service: ModelService[Any, Any]) -> None:

@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelserving import LoadedModel, ModelService, Settings, create_app, load_model
 
@@ -155,11 +156,21 @@ def running_server(module: str, *args: str, **env: str) -> Iterator[tuple[subpro
 def predict_calls(url: str, model: str) -> tuple[float, float]:
     """(predict calls, rows predicted) so far by the server at `url`, from its /metrics."""
     text = httpx.get(f"{url}/metrics").text
-    figures = dict(line.split(" ") for line in text.splitlines() if line.startswith("model_batch_size_"))
-    count, total = (
-        figures.get(f'model_batch_size_{name}{{model="{model}"}}', "0") for name in ("count", "sum")
+    return (
+        metric_value(text, "model_batch_size_count", model=model),
+        metric_value(text, "model_batch_size_sum", model=model),
     )
-    return float(count), float(total)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples named `name` whose labels include `labels`, in a Prometheus text
+    exposition, read by prometheus-client's own parser (timestamps, escapes and all)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def status_of_request_in_flight_at(stop: Callable[[], object], url: str, path: str, body: bytes) -> int:
