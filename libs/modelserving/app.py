@@ -7,6 +7,8 @@ checks and Kubernetes probes, metrics; then error bodies, request ids, access lo
 limits and auth around them.
 """
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -19,13 +21,14 @@ from pydantic import BaseModel, Field, TypeAdapter, create_model
 
 from modelserving import metrics
 from modelserving.auth import UNAUTHORIZED, BearerAuth, configured_tokens
-from modelserving.bodies import documented_body, read_json, schema_components
+from modelserving.bodies import documented_body, json_body, schema_components, validate_json
 from modelserving.dataplane import DataPlane, NotReady
 from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
+from modelserving.http_admission import EarlyRefusal, admitted
 from modelserving.middleware import RequestContextMiddleware
-from modelserving.process import set_up_worker
-from modelserving.protocol import HEADER_TIMEOUT_STATE
+from modelserving.process import on_termination, set_up_worker
+from modelserving.protocol import EARLY_REFUSAL_STATE, HEADER_TIMEOUT_STATE
 from modelserving.service import ModelService
 from modelserving.settings import Settings, load_settings
 from modelserving.v2 import add_v2_routes
@@ -88,10 +91,27 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         await plane.load()
         if grpc_server:
             await grpc_server.serving()
-        yield {HEADER_TIMEOUT_STATE: config.header_timeout_seconds}  # to the server's connections
-        if grpc_server:
-            await grpc_server.stop()
-        await plane.stop()
+        # One deadline for the whole drain, from SIGTERM: uvicorn drains HTTP meanwhile (its
+        # timeout_graceful_shutdown), gRPC stops taking calls at once and finishes its own.
+        drain: dict[str, Any] = {}
+
+        def terminate() -> None:
+            if drain:
+                return
+            drain["deadline"] = time.monotonic() + config.graceful_shutdown_seconds
+            plane.shutting_down = True
+            if grpc_server:
+                drain["grpc"] = asyncio.ensure_future(grpc_server.stop(config.graceful_shutdown_seconds))
+
+        with on_termination(terminate):
+            yield {  # to the server's connections (modelserving.protocol)
+                HEADER_TIMEOUT_STATE: config.header_timeout_seconds,
+                EARLY_REFUSAL_STATE: EarlyRefusal(plane, service.predict_path, config.root_path),
+            }
+        terminate()
+        if "grpc" in drain:
+            await drain["grpc"]
+        await plane.stop(max(0.0, drain["deadline"] - time.monotonic()))
 
     app = FastAPI(
         title=service.title or f"{service.name} model service",
@@ -103,6 +123,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         docs_url=None,  # served from packaged assets below, not a CDN
         redoc_url=None,
     )
+    app.state.plane = plane  # for operators' tools and tests: the worker's model and its queue
     install_offline_docs(app)
     install_error_handlers(app)
     # mypy 1.1 cannot match Starlette's ParamSpec-based middleware factory type.
@@ -141,11 +162,13 @@ def add_typed_routes(router: APIRouter, plane: DataPlane, protect: Sequence[Any]
     }
 
     async def predict(request: Request) -> Response:
-        rows: list[Any] = await read_json(request, rows_adapter)
-        try:
-            response = await plane.infer(rows)
-        except NotReady as error:
-            return error_response(503, str(error))
+        body = await json_body(request)
+        async with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
+            rows: list[Any] = validate_json(body, rows_adapter)
+            try:
+                response = await plane.infer(rows, ticket)
+            except NotReady as error:
+                return error_response(503, str(error))
         # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
         return Response(response.model_dump_json(), media_type="application/json")
 
@@ -192,9 +215,16 @@ def add_health_routes(router: APIRouter, plane: DataPlane) -> None:
     async def load_balancer_check() -> Response:
         return Response(b"null", media_type="application/json")  # the original's body: JSON null
 
-    @router.get("/livez", tags=["probes"], summary="The process is alive")
-    async def livez() -> Readiness:
-        return Readiness(status="alive")
+    @router.get(
+        "/livez",
+        tags=["probes"],
+        summary="The process is alive and its model responds",
+        responses={503: {"model": Readiness, "description": "The model's thread has died or hung"}},
+    )
+    async def livez() -> Any:
+        if plane.live:
+            return Readiness(status="alive")
+        return JSONResponse({"status": "model not responding"}, status_code=503)
 
     @router.get(
         "/readyz",

@@ -54,7 +54,9 @@ class BinaryDataError(ValueError):
 
 def split(body: bytes, header_length: str) -> tuple[bytes, bytes]:
     """(the JSON, the binary data after it) of a body whose JSON is `header_length` bytes."""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not (header_length.isascii() and header_length.isdigit() and len(header_length) < 19) or int(
+        header_length
+    ) > len(body):
         raise BinaryDataError(
             f"the Inference-Header-Content-Length header must be a byte count within the body's "
             f"{len(body)} bytes, got {header_length!r}"
@@ -112,6 +114,10 @@ def _decode_strings(name: str, count: int, data: bytes) -> list[str]:
     strings: list[str] = []
     offset = 0
     while offset < len(data):
+        if len(strings) == count:  # stop at the declared count, not at the end of the data
+            raise BinaryDataError(
+                f"input '{name}': its shape needs {count} BYTES elements, the data has more"
+            )
         if offset + _LENGTH.size > len(data):
             raise BinaryDataError(f"input '{name}': BYTES element {len(strings)} is cut short")
         (length,) = _LENGTH.unpack_from(data, offset)

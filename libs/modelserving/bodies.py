@@ -22,13 +22,12 @@ T = TypeVar("T")
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
-async def read_json(request: Request, adapter: TypeAdapter[T]) -> T:
-    """The request body validated strictly by `adapter`; 415 for a non-JSON content type, 422 naming
-    the field."""
+async def json_body(request: Request) -> bytes:
+    """The request body's bytes, unparsed; 415 for a non-JSON content type."""
     media = media_type(request)
     if media is not None and media != "application/json" and not media.endswith("+json"):
         raise HTTPException(415, f"content-type must be application/json, got {media!r}")
-    return validate_json(await request.body(), adapter)
+    return await request.body()
 
 
 def media_type(request: Request) -> str | None:

@@ -21,7 +21,7 @@ from modelserving.app import create_app
 from modelserving.artifacts import ModelLoadError, load_model
 from modelserving.auth import TokenError, configured_tokens
 from modelserving.logs import configure_logging, logging_config
-from modelserving.protocol import HeaderDeadlineProtocol
+from modelserving.protocol import GuardedHttpProtocol
 from modelserving.service import ModelService
 from modelserving.settings import SettingsError, load_settings
 
@@ -65,7 +65,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         log_config=logging_config(settings.log_level, settings.access_log),
         log_level=settings.log_level,
         access_log=False,
-        http=HeaderDeadlineProtocol,
+        http=GuardedHttpProtocol,
         limit_concurrency=settings.max_connections,
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),

@@ -1,16 +1,21 @@
 """The data plane of one worker: its model's state and its predictions, with no HTTP in it.
 
-`DataPlane` loads the verified model, warms it up and reports readiness; `infer(rows)`
-answers rows with the service's typed response, predicted on the inference thread
-(`batching.InferenceQueue`). The routers (`app.py`: the typed route, health and
-probes, metrics; `v2.py`: the Open Inference Protocol) are thin layers over it, each
+`DataPlane` loads the verified model, warms it up and reports readiness; `admit()` takes
+a request on, or refuses it (`admission.AdmissionLimit`); `infer(rows, ticket)` answers
+rows with the service's typed response, predicted on the inference thread
+(`batching.InferenceQueue`). A watchdog on the event loop checks that thread: dead, or
+stuck in one call for over MAX_CALL_SECONDS while requests wait, the worker is no longer
+`live` (liveness probes fail, so Kubernetes restarts it) and everyone waiting gets 503 at
+once. The transports (`app.py`: the typed route, health and probes, metrics; `v2.py`: the
+Open Inference Protocol over REST; `grpc_api.py`: over gRPC) are thin layers over it, each
 speaking its own API's terms.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelserving import metrics
+from modelserving.admission import AdmissionLimit, Refused, Ticket
 from modelserving.artifacts import LoadedModel, load_model
 from modelserving.batching import InferenceQueue
 from modelserving.process import freeze_survivors
@@ -25,6 +31,8 @@ from modelserving.service import ModelService, prediction_list_field
 from modelserving.settings import Settings
 
 log = logging.getLogger("modelserving")
+WATCHDOG_SECONDS = 0.25
+SHED_LOG_SECONDS = 10.0
 
 
 class NotReady(Exception):
@@ -52,6 +60,16 @@ class DataPlane:
         self.model: LoadedModel | None = None
         self.ready = False
         self.shutting_down = False
+        self.live = True  # the inference thread runs and is not stuck in one call
+        self.admission = AdmissionLimit(
+            ceiling=settings.max_concurrent_requests,
+            max_queue_seconds=settings.max_queue_seconds,
+            adaptive=settings.adaptive_concurrency,
+        )
+        self._health_listeners: list[Callable[[bool], object]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._last_shed_log = -SHED_LOG_SECONDS
+        self._metrics = metrics.AdmissionMetrics(service.name)
         field, _ = prediction_list_field(service.response_type)
         self._queue = InferenceQueue(
             self._predict,
@@ -60,6 +78,8 @@ class DataPlane:
             max_wait=settings.batch_wait_microseconds / 1e6,
             batching=settings.micro_batching,
             name=f"{service.name}-inference",
+            on_taken=self._taken,
+            on_dropped=self._metrics.shed,
         )
 
     @property
@@ -91,21 +111,104 @@ class DataPlane:
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
         freeze_survivors()
         self._queue.start()
+        self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
         self.model = loaded
         self.ready = True
         log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
 
-    async def stop(self) -> None:
-        """Stop taking predictions; finish the queued ones."""
+    async def stop(self, timeout: float) -> None:
+        """Stop taking predictions; finish the queued ones within `timeout` seconds."""
         self.ready = False
         self.shutting_down = True
-        await asyncio.to_thread(self._queue.stop, self.settings.graceful_shutdown_seconds)
+        await asyncio.to_thread(self._queue.stop, timeout)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
 
-    async def infer(self, rows: Sequence[Any]) -> BaseModel:
-        """The typed response for `rows`; NotReady before the model is loaded."""
+    def on_health_change(self, listener: Callable[[bool], object]) -> None:
+        """Call `listener(live)` on the event loop whenever `live` changes."""
+        self._health_listeners.append(listener)
+
+    def refusal(self) -> Refused | None:
+        """Why a request arriving now would be refused (and counted as shed), or None: the
+        transports ask before reading a request, to refuse it at the least cost."""
+        if not self.live:
+            return self._shed(self.unavailable())
+        if self.admission.full():
+            return self._shed(self.admission.refusal(self.service.name))
+        return None
+
+    def admit(self, now: float | None = None) -> Ticket:
+        """A ticket for one inference request (release it when answered), or `Refused` (503)."""
+        if not self.live:
+            raise self._shed(self.unavailable())
+        ticket = self.admission.try_admit(now)
+        if ticket is None:
+            raise self._shed(self.admission.refusal(self.service.name))
+        self._metrics.in_flight.inc()
+        return ticket
+
+    def _shed(self, refusal: Refused) -> Refused:
+        self._metrics.shed(refusal.reason)
+        now = time.monotonic()
+        if now - self._last_shed_log >= SHED_LOG_SECONDS:  # a line per spell, not per request
+            self._last_shed_log = now
+            log.warning(
+                "refusing requests: %s",
+                refusal.message,
+                extra={"model": self.service.name, "reason": refusal.reason},
+            )
+        return refusal
+
+    def release(self, ticket: Ticket) -> None:
+        if not ticket.released:
+            self.admission.release(ticket)
+            self._metrics.in_flight.dec()
+
+    async def infer(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+        """The typed response for `rows`; NotReady before the model is loaded, `Refused` when the
+        worker cannot take it or its deadline passes. Without a `ticket`, admits it here."""
         if self.model is None:
             raise NotReady(f"model '{self.service.name}' is not loaded yet")
-        return await self._queue.infer(rows)
+        if ticket is not None:
+            if not self.live:
+                raise self.unavailable()
+            return await self._queue.infer(rows, ticket)
+        own = self.admit()
+        try:
+            return await self._queue.infer(rows, own)
+        finally:
+            self.release(own)
+
+    def unavailable(self) -> Refused:
+        return Refused(f"model '{self.service.name}' is not responding", "unavailable")
+
+    def _taken(self, ticket: Ticket, taken_at: float) -> None:
+        """On the inference thread: the model took `ticket`'s request (or its deadline passed)."""
+        self.admission.observe(ticket, taken_at)
+        self._metrics.queue_seconds.observe(taken_at - ticket.admitted_at)
+
+    async def _watch(self) -> None:
+        """Every WATCHDOG_SECONDS: is the inference thread alive and not stuck?"""
+        while True:
+            await asyncio.sleep(WATCHDOG_SECONDS)
+            self._metrics.limit.set(int(self.admission.limit))
+            alive = self._queue.alive or self.shutting_down
+            stuck = self._queue.stuck(time.monotonic(), self.settings.max_call_seconds)
+            live = alive and not stuck
+            if not live:
+                for _ in range(self._queue.fail_waiting(self.unavailable())):
+                    self._metrics.shed("unavailable")
+            if live != self.live:
+                self.live = live
+                why = "its inference thread has died" if not alive else "a model call is stuck"
+                if live:
+                    log.warning("the model responds again", extra={"model": self.service.name})
+                else:
+                    log.error("the model is not responding: %s", why, extra={"model": self.service.name})
+                for listener in self._health_listeners:
+                    listener(live)
 
     def _predict(self, rows: Sequence[Any]) -> BaseModel:
         assert self.model is not None, "the queue starts once the model is loaded"

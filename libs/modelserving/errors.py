@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from modelserving.admission import RETRY_AFTER_SECONDS, Refused
 from modelserving.logs import request_id
 
 log = logging.getLogger("modelserving.errors")
@@ -74,6 +75,18 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
     return response
 
 
+def retry_after(refusal: Refused) -> dict[str, str]:
+    """The headers of a refusal's response: when to try again, for a 503."""
+    return {"retry-after": str(RETRY_AFTER_SECONDS)} if refusal.status == 503 else {}
+
+
+def _refused(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Refused)
+    response = error_response(error.status, error.message)
+    response.headers.update(retry_after(error))
+    return response
+
+
 def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error")
     return error_response(500, "internal server error")
@@ -82,14 +95,19 @@ def _unexpected(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(Exception, _unexpected)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
+        400: "Invalid X-Request-Timeout-Ms header",
         413: "Request body over the size limit",
         422: "Invalid request; `fields` names each invalid field",
-        503: "Model not loaded yet",
+        503: "Model not loaded yet, the worker at its limit of requests in flight (retry after "
+        "`Retry-After` seconds), or the model not responding",
+        504: "The request's deadline (X-Request-Timeout-Ms, or the server's longest wait) passed "
+        "before the model took it; it was not predicted",
     }.items()
 }

@@ -21,6 +21,8 @@ SERVING once the model is ready, for Kubernetes' gRPC probes.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
 import math
@@ -34,6 +36,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
 from modelserving import binary_tensors, metrics
+from modelserving.admission import RETRY_AFTER_SECONDS, Refused, Ticket
 from modelserving.auth import BearerAuth
 from modelserving.dataplane import DataPlane
 from modelserving.logs import ACCESS_LOGGER, request_id
@@ -47,7 +50,10 @@ STATUS_CODES = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     404: grpc.StatusCode.NOT_FOUND,
     503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# gRPC's Retry-After: a client with a retry policy waits this long before trying again.
+RETRY_PUSHBACK = ("grpc-retry-pushback-ms", str(RETRY_AFTER_SECONDS * 1000))
 # Where InferTensorContents keeps each datatype's elements (FP16 travels only as raw contents).
 CONTENTS = {
     "BOOL": "bool_contents",
@@ -64,14 +70,20 @@ CONTENTS = {
     "BYTES": "bytes_contents",
 }
 
+MAX_CONCURRENT_STREAMS = 100
+MAX_CONNECTION_AGE_SECONDS = 300
+MAX_CONNECTION_AGE_GRACE_SECONDS = 20  # the drain's GRACEFUL_SHUTDOWN_SECONDS, by default
+MAX_HEALTH_WATCHES = 16
+
 log = logging.getLogger("modelserving")
 access_log = logging.getLogger(ACCESS_LOGGER)
-Handler = Callable[[Any], Awaitable[Message]]
+Handler = Callable[..., Awaitable[Message]]
 
 
-def inference_request(message: pb.ModelInferRequest) -> Any:
+def inference_request(message: pb.ModelInferRequest, max_rows: int) -> Any:
     """The REST form of `message` (an `InferenceRequest`), held to the same limits as a JSON body
-    (`modelserving.v2`), checked here directly: most of a one-row call's cost otherwise."""
+    (`modelserving.v2`), checked here directly: most of a one-row call's cost otherwise. Row
+    counts and element counts are checked before any element is decoded."""
     raw = message.raw_input_contents
     if not 1 <= len(message.inputs) <= MAX_INPUTS:
         raise ProtocolError(400, f"inputs: a request has 1 to {MAX_INPUTS} inputs, got {len(message.inputs)}")
@@ -91,15 +103,24 @@ def inference_request(message: pb.ModelInferRequest) -> Any:
                 400,
                 f"input '{name}': shape {shape} must have 1 to {MAX_DIMENSIONS} dimensions, none negative",
             )
+        if shape[0] > max_rows:
+            raise ProtocolError(
+                400, f"input '{name}': {shape[0]} rows exceed the limit of {max_rows} rows per request"
+            )
+        count = math.prod(shape)
         try:
             if raw:
-                data = binary_tensors.decode(name, datatype, math.prod(shape), raw[index])
+                data = binary_tensors.decode(name, datatype, count, raw[index])
             elif datatype not in CONTENTS:
                 raise ProtocolError(400, f"input '{name}': {datatype} elements travel in raw_input_contents")
-            elif datatype == "BYTES":
-                data = [element.decode() for element in tensor.contents.bytes_contents]
             else:
-                data = list(getattr(tensor.contents, CONTENTS[datatype]))
+                elements = getattr(tensor.contents, CONTENTS[datatype])
+                if len(elements) != count:
+                    raise ProtocolError(
+                        400,
+                        f"input '{name}': shape {shape} needs {count} elements, data has {len(elements)}",
+                    )
+                data = [element.decode() for element in elements] if datatype == "BYTES" else list(elements)
         except binary_tensors.BinaryDataError as error:
             raise ProtocolError(400, str(error)) from None
         except UnicodeDecodeError:
@@ -146,7 +167,7 @@ class InferenceServicer:
         self.protocol = protocol
 
     async def server_live(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=self.protocol.plane.live)
 
     async def server_ready(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.protocol.plane.state.ready)
@@ -170,13 +191,16 @@ class InferenceServicer:
             outputs=tensor_metadata(metadata.outputs),
         )
 
-    async def model_infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def model_infer(self, request: pb.ModelInferRequest, ticket: Ticket) -> pb.ModelInferResponse:
         version = self.protocol.loaded_version(request.model_name, model_version(request.model_version))
-        body = await self.protocol.infer(inference_request(request), version)
+        body = await self.protocol.infer(
+            inference_request(request, self.protocol.codec.max_rows), version, ticket
+        )
         return infer_response(body)
 
     def methods(self) -> dict[str, tuple[type[Message], Handler, bool]]:
-        """Each RPC's name: (its request type, its handler, whether it needs the token)."""
+        """Each RPC's name: (its request type, its handler, whether it needs the token). A handler
+        that takes a `ticket` is an inference: admitted (`DataPlane.admit`) before it is parsed."""
         return {
             "ServerLive": (pb.ServerLiveRequest, self.server_live, False),
             "ServerReady": (pb.ServerReadyRequest, self.server_ready, False),
@@ -187,34 +211,68 @@ class InferenceServicer:
         }
 
 
-def rpc_handler(method: str, request_type: type[Message], handler: Handler, auth: BearerAuth | None) -> Any:
-    """A unary method handler for `handler`: auth, request id, parsing, status codes, metrics
-    and the access line around it."""
+def rpc_handler(
+    method: str,
+    request_type: type[Message],
+    handler: Handler,
+    auth: BearerAuth | None,
+    plane: DataPlane | None = None,
+) -> Any:
+    """A unary method handler for `handler`: admission (with `plane`, for an inference), auth,
+    request id, deadline, parsing, status codes, metrics and the access line around it."""
+
+    async def refuse(refusal: Refused, context: Any) -> bytes:
+        """A refusal at admission, at the least cost: counted, never access-logged (under
+        overload there are thousands a second; `DataPlane` logs a line per spell)."""
+        metrics.observe_rpc(SERVICE, method, grpc.StatusCode.UNAVAILABLE.name, 0.0)
+        context.set_trailing_metadata((RETRY_PUSHBACK,))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, refusal.message)
+        raise AssertionError("abort raises")
 
     async def answer(data: bytes, context: Any) -> bytes:
+        if plane is not None and (refusal := plane.refusal()) is not None:
+            return await refuse(refusal, context)
         metadata = dict(context.invocation_metadata() or ())
         rid = valid_request_id(metadata.get("x-request-id", ""))
         token = request_id.set(rid)
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        ticket = None
+        trailers: tuple[tuple[str, str], ...] = (("x-request-id", rid),)
         try:
             # In the trailers, sent with the status: initial metadata of its own is one more
             # operation per call, a third of a trivial call's cost.
-            context.set_trailing_metadata((("x-request-id", rid),))
+            context.set_trailing_metadata(trailers)
             if auth is not None and not auth.allows_header(metadata.get("authorization")):
                 code = grpc.StatusCode.UNAUTHENTICATED
                 await context.abort(code, auth.refusal(metadata.get("authorization")))
             try:
+                if plane is not None:
+                    ticket = plane.admit()
+                    remaining = context.time_remaining()
+                    if remaining is not None:
+                        ticket.limit_to(ticket.admitted_at + remaining)
                 request = request_type.FromString(data)
+                response = await (handler(request) if ticket is None else handler(request, ticket))
             except DecodeError:
                 code = grpc.StatusCode.INVALID_ARGUMENT
                 await context.abort(code, f"the request is not a {request_type.DESCRIPTOR.full_name} message")
-            try:
-                response = await handler(request)
             except ProtocolError as error:
                 code = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
                 await context.abort(code, error.message)
+            except Refused as refusal:
+                code = STATUS_CODES[refusal.status]
+                if refusal.status == 503:
+                    context.set_trailing_metadata((*trailers, RETRY_PUSHBACK))
+                await context.abort(code, refusal.message)
             return response.SerializeToString()  # type: ignore[no-any-return]
+        except asyncio.CancelledError:  # the caller cancelled, or its deadline passed: gRPC ends the call
+            if ticket is not None:
+                ticket.abandon()
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            raise
         except Exception as error:
             if code is grpc.StatusCode.OK:  # not an abort of ours: a fault of the server's
                 code = grpc.StatusCode.INTERNAL
@@ -222,6 +280,8 @@ def rpc_handler(method: str, request_type: type[Message], handler: Handler, auth
                 await context.abort(code, "internal error")
             raise
         finally:
+            if ticket is not None:
+                plane.release(ticket)  # type: ignore[union-attr]
             elapsed = time.perf_counter() - started
             metrics.observe_rpc(SERVICE, method, code.name, elapsed)
             access_log.info(
@@ -248,27 +308,30 @@ class GrpcServer:
         auth = BearerAuth(tokens) if tokens else None
         servicer = InferenceServicer(ProtocolModel(plane))
         self.handlers = {
-            method: rpc_handler(method, request_type, handler, auth if protected else None)
+            method: rpc_handler(
+                method,
+                request_type,
+                handler,
+                auth if protected else None,
+                plane if "ticket" in inspect.signature(handler).parameters else None,
+            )
             for method, (request_type, handler, protected) in servicer.methods().items()
         }
         host = settings.host
         self.address = f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}"
-        self.health: Any = None
+        self.health: BoundedHealth | None = None
         self.server: Any = None
+        self._serving = False
+        self._health_update: asyncio.Future[None] | None = None
+        plane.on_health_change(self._model_health_changed)
 
     async def start(self) -> None:
         """Listen, reporting NOT_SERVING until `serving()`. (A gRPC server belongs to the event
         loop it is made on: the worker's, which runs this.)"""
-        self.health = health.aio.HealthServicer()
+        self.health = BoundedHealth(MAX_HEALTH_WATCHES)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", self.settings.max_body_bytes),
-                # Every worker listens on the port (the kernel spreads connections among them);
-                # one worker alone does not, so a port already taken stops it.
-                ("grpc.so_reuseport", int(self.settings.workers > 1)),
-            ],
-            maximum_concurrent_rpcs=self.settings.max_connections,
+            options=server_options(self.settings), maximum_concurrent_rpcs=self.settings.max_connections
         )
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self.handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -276,13 +339,79 @@ class GrpcServer:
         await self.server.start()
 
     async def serving(self) -> None:
+        self._serving = True
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
-    async def stop(self) -> None:
-        """NOT_SERVING, then close: RPCs under way get the graceful shutdown's time to finish."""
+    async def stop(self, grace: float) -> None:
+        """NOT_SERVING and no new calls at once; calls under way get `grace` seconds to finish.
+        Health watches end first, so they hold nothing up."""
+        assert self.health is not None, "started"
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.graceful_shutdown_seconds)
+        await self.health.end_watches()
+        await self.server.stop(grace)
+
+    def _model_health_changed(self, live: bool) -> None:
+        """The model stopped (or resumed) responding: so does the health service (Kubernetes' probes)."""
+        if self._serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if live else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            self._health_update = asyncio.ensure_future(self._set_health(status))
 
     async def _set_health(self, status: Any) -> None:
+        assert self.health is not None, "started"
         for name in ("", SERVICE):  # the server as a whole, and the inference service
             await self.health.set(name, status)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments: its bounds, and how long a connection lives."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_body_bytes),
+        # Every worker listens on the port (the kernel spreads connections among them);
+        # one worker alone does not, so a port already taken stops it.
+        ("grpc.so_reuseport", int(settings.workers > 1)),
+        # Streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS):
+        # a client past it waits for a stream of its own rather than piling calls on the worker.
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        # A connection lives MAX_CONNECTION_AGE, then is told to go (GOAWAY) and given the grace
+        # to finish its calls: clients of a long-lived channel reconnect, and so spread over
+        # the pods a Service adds, instead of sticking to one.
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
+        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_SECONDS * 1000),
+    ]
+
+
+class BoundedHealth(health.aio.HealthServicer):  # type: ignore[misc]
+    """The standard health service, with at most `max_watches` Watch streams open at once (a
+    stream is held for as long as its client likes, and needs no token); past it, Watch gets
+    RESOURCE_EXHAUSTED. `end_watches()` closes them all, at shutdown."""
+
+    def __init__(self, max_watches: int) -> None:
+        super().__init__()
+        self.max_watches = max_watches
+        self._watches: set[asyncio.Task[Any]] = set()
+        self._ending = False
+
+    async def Watch(self, request: Any, context: Any) -> None:  # (the RPC's name)
+        if len(self._watches) >= self.max_watches or self._ending:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.max_watches} health watches at once"
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        self._watches.add(task)
+        try:
+            await super().Watch(request, context)
+        except asyncio.CancelledError:
+            if not self._ending:
+                raise  # the client went away
+        finally:
+            self._watches.discard(task)
+
+    async def end_watches(self) -> None:
+        """End every Watch (after it has sent the last status): the call ends OK."""
+        self._ending = True
+        await asyncio.sleep(0)  # the watches send the status just set
+        for task in list(self._watches):
+            task.cancel()

@@ -59,6 +59,32 @@ INFERENCE_SECONDS = Histogram(
     "model_inference_duration_seconds", "Time the model takes per call.", ["model"], buckets=LATENCY_BUCKETS
 )
 BATCH_SIZE = Histogram("model_batch_size", "Rows per prediction call.", ["model"], buckets=BATCH_BUCKETS)
+SHED = Counter(
+    "model_requests_shed_total",
+    "Inference requests answered without a prediction, by reason: overloaded (refused at admission), "
+    "deadline (expired while queued), cancelled (the caller left), unavailable (the model is not "
+    "responding).",
+    ["model", "reason"],
+)
+SHED_REASONS = ("overloaded", "deadline", "cancelled", "unavailable")
+INFERENCE_IN_FLIGHT = Gauge(
+    "model_requests_in_flight",
+    "Inference requests admitted and not yet answered.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+ADMISSION_LIMIT = Gauge(
+    "model_admission_limit",
+    "Inference requests a worker admits at once (modelserving.admission); summed over a pod's workers.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+QUEUE_SECONDS = Histogram(
+    "model_queue_duration_seconds",
+    "Time from a request's admission until the model took it (or its deadline passed).",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
 MODEL_LOAD_SECONDS = Gauge(
     "model_load_seconds",
     "Time taken to verify and load the model.",
@@ -96,6 +122,19 @@ def predict(service: ModelService[Any, Any], model: LoadedModel, rows: Sequence[
     BATCH_SIZE.labels(service.name).observe(len(rows))
     PREDICTIONS.labels(service.name, model.card.version).inc(len(rows))
     return response
+
+
+class AdmissionMetrics:
+    """One model's admission figures, their label children bound once (they are on every request's path)."""
+
+    def __init__(self, model: str) -> None:
+        self._shed = {reason: SHED.labels(model, reason) for reason in SHED_REASONS}
+        self.in_flight = INFERENCE_IN_FLIGHT.labels(model)
+        self.limit = ADMISSION_LIMIT.labels(model)
+        self.queue_seconds = QUEUE_SECONDS.labels(model)
+
+    def shed(self, reason: str) -> None:
+        self._shed[reason].inc()
 
 
 def metrics_response() -> Response:

@@ -14,13 +14,21 @@
 - The collector (`freeze_survivors`): what is alive once the model is loaded lives
   as long as the process, so it is moved out of the collector's generations, which
   every full collection would otherwise walk.
+- Termination (`on_termination`): SIGTERM starts the HTTP server's own drain; the worker's
+  other parts (the gRPC server) must start theirs at the same moment, not after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from threadpoolctl import threadpool_limits
 
@@ -54,3 +62,34 @@ def keep_large_allocations_on_the_heap() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, HEAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * HEAP_BYTES))
+
+
+@contextmanager
+def on_termination(callback: Callable[[], object]) -> Iterator[None]:
+    """While the block runs, call `callback` on the running event loop at SIGTERM or SIGINT, and
+    then the handler the server installed (uvicorn installs its own with `signal.signal`, which
+    begins its drain). Outside the main thread (a test client's lifespan) there is no signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {int(number): signal.getsignal(number) for number in signals}
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(callback)
+        chained = previous[number]
+        if callable(chained):
+            chained(number, frame)
+        elif chained == signal.SIG_DFL:
+            signal.signal(number, signal.SIG_DFL)
+            signal.raise_signal(number)
+
+    for number in signals:
+        signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for restored, chained in previous.items():
+            if signal.getsignal(restored) is handler:
+                signal.signal(restored, chained)

@@ -72,6 +72,32 @@ class Settings(BaseSettings):
         ge=1,
         description="Connections (and requests) a worker holds at once; beyond it, new requests get 503.",
     )
+    max_concurrent_requests: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Inference requests a worker holds at once, at most (queued or predicting); beyond "
+        "its limit a request gets 503 (gRPC UNAVAILABLE) at once (modelserving.admission).",
+    )
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Let the limit follow measured queueing time, up to MAX_CONCURRENT_REQUESTS; "
+        "false: the limit is MAX_CONCURRENT_REQUESTS.",
+    )
+    max_queue_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Longest a request waits for the model; a caller's own shorter timeout "
+        "(X-Request-Timeout-Ms, a gRPC deadline) wins. Past it: 504 (DEADLINE_EXCEEDED), unpredicted.",
+    )
+    max_call_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A model call running longer while requests wait is a hung model: liveness fails "
+        "and the waiting requests get 503.",
+    )
     micro_batching: bool = Field(
         default=True,
         description="Coalesce concurrent predictions into one model call (modelserving.batching).",

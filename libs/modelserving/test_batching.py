@@ -1,16 +1,19 @@
 """The inference queue: predictions on their own thread, batches formed while the model runs,
-each request getting exactly its own rows back."""
+each request getting exactly its own rows back; no work for callers who left, no fault that
+ends the thread."""
 
 import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from modelserving.batching import InferenceQueue
+from modelserving.admission import DeadlineExceeded, Refused, Ticket
+from modelserving.batching import InferenceQueue, PredictionCountError
 
 
 class Doubled(BaseModel):
@@ -180,7 +183,7 @@ def test_a_request_bigger_than_max_rows_still_goes_alone(max_rows: int) -> None:
     assert predictions(asyncio.run(scenario())) == [2, 4, 6, 8]
 
 
-def test_a_failing_call_fails_only_the_requests_in_it() -> None:
+def test_a_failing_batch_is_retried_request_by_request_so_only_the_bad_rows_fail() -> None:
     model = Model(fail_on=3)
 
     async def scenario() -> list[BaseModel | BaseException]:
@@ -188,10 +191,136 @@ def test_a_failing_call_fails_only_the_requests_in_it() -> None:
             return await queued_behind_a_running_call(queue, model, [0, 0], *([i, i] for i in range(1, 6)))
 
     results = asyncio.run(scenario())
-    assert model.calls == [2, 4, 4, 2]  # batches [0], [1 2], [3 4], [5]
+    # batches [0], [1 2], [3 4] (fails, then [3] fails alone and [4] succeeds), [5]
+    assert model.calls == [2, 4, 4, 2, 2, 2]
     failed = [i for i, result in enumerate(results) if isinstance(result, ValueError)]
-    assert failed == [3, 4]
+    assert failed == [3]
     assert all(predictions(results[i]) == [2 * i, 2 * i] for i in range(6) if i not in failed)
+
+
+class Miscounting(Model):
+    """Drops the last prediction of every call with more than `up_to` rows."""
+
+    def __init__(self, up_to: int) -> None:
+        super().__init__()
+        self.up_to = up_to
+
+    def __call__(self, rows: Sequence[int]) -> Doubled:
+        response = super().__call__(rows)
+        if len(rows) > self.up_to:
+            response.predictions.pop()
+        return response
+
+
+@pytest.mark.parametrize(
+    ("up_to", "answered"),
+    [(1, [[2], [4], [6]]), (0, [PredictionCountError] * 3)],
+    ids=["miscounts batches only", "miscounts every call"],
+)
+def test_a_model_returning_another_number_of_predictions_gives_nobody_anothers_answer(
+    up_to: int, answered: list[Any]
+) -> None:
+    model = Miscounting(up_to)
+
+    async def scenario() -> list[BaseModel | BaseException]:
+        async with running(model) as queue:
+            return await queued_behind_a_running_call(queue, model, [0], [1], [2], [3])
+
+    results = asyncio.run(scenario())[1:]
+    assert model.calls[1:] == [3, 1, 1, 1]  # the batch of three, then each alone
+    for result, expected in zip(results, answered, strict=True):
+        if isinstance(expected, list):
+            assert predictions(result) == expected
+        else:
+            assert isinstance(result, expected), result
+
+
+def test_no_fault_in_the_thread_ends_it() -> None:
+    """A model that exits, a response without predictions, an observer that raises: each request
+    fails on its own, and the thread serves the next."""
+
+    class Faulty(Model):
+        def __call__(self, rows: Sequence[int]) -> Any:
+            if rows[0] == 1:
+                raise SystemExit(3)
+            if rows[0] == 2:
+                return object()  # no `predictions`
+            return super().__call__(rows)
+
+    model = Faulty()
+    observed: list[int] = []
+
+    def observer(ticket: Ticket, taken_at: float) -> None:
+        observed.append(1)
+        if len(observed) == 3:
+            raise RuntimeError("an observer's fault")
+
+    async def answer(queue: InferenceQueue, row: int) -> BaseModel | BaseException:
+        try:
+            return await queue.infer([row])
+        except Exception as error:
+            return error
+
+    async def scenario() -> list[BaseModel | BaseException]:
+        async with running(model, on_taken=observer) as queue:
+            return [await answer(queue, row) for row in (1, 2, 3, 4)]
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[0], RuntimeError) and "SystemExit" in str(results[0])
+    assert isinstance(results[1], AttributeError)
+    assert predictions(results[2]) == [6]  # its observer raised: the request is served all the same
+    assert predictions(results[3]) == [8]
+
+
+def test_a_request_whose_deadline_passed_or_whose_caller_left_is_never_predicted() -> None:
+    model = Model()
+    dropped: list[str] = []
+
+    async def scenario() -> list[BaseModel | BaseException]:
+        async with running(model, on_dropped=dropped.append) as queue:
+            now = time.monotonic()
+            expired = Ticket(now - 1, deadline=now - 0.5)
+            left = Ticket(now, deadline=now + 60)
+            left.abandon()
+            return list(
+                await asyncio.gather(
+                    queue.infer([1], expired),
+                    queue.infer([2], left),
+                    queue.infer([3]),
+                    return_exceptions=True,
+                )
+            )
+
+    late, gone, served = asyncio.run(scenario())
+    assert isinstance(late, DeadlineExceeded) and late.status == 504
+    assert isinstance(gone, Refused) and gone.reason == "cancelled"
+    assert predictions(served) == [6]
+    assert model.calls == [1]  # only the request someone waited for
+    assert sorted(dropped) == ["cancelled", "deadline"]
+
+
+def test_a_call_held_past_the_longest_allowed_while_others_wait_is_stuck_and_they_are_answered() -> None:
+    model = Model()
+    model.release.clear()
+
+    async def scenario() -> tuple[bool, bool, BaseException | BaseModel]:
+        async with running(model) as queue:
+            first = asyncio.create_task(queue.infer([1]))
+            await wait_until_running(model)
+            alone = queue.stuck(time.monotonic() + 10, longest_call=5)  # nobody waits yet
+            waiting = asyncio.create_task(queue.infer([2]))
+            await asyncio.sleep(0.05)
+            stuck = queue.stuck(time.monotonic() + 10, longest_call=5)
+            assert queue.fail_waiting(Refused("not responding", "unavailable")) == 1
+            (answered,) = await asyncio.gather(waiting, return_exceptions=True)
+            model.release.set()
+            await first
+            return alone, stuck, answered
+
+    alone, stuck, answered = asyncio.run(scenario())
+    assert (alone, stuck) == (False, True)
+    assert isinstance(answered, Refused) and answered.reason == "unavailable"
+    assert model.calls == [1]
 
 
 def test_waiting_for_company_batches_requests_that_arrive_apart() -> None:

@@ -34,11 +34,13 @@ from starlette.routing import Match
 from typing_extensions import TypedDict  # noqa: UP035 (pydantic needs this one before Python 3.12)
 
 from modelserving import binary_tensors
+from modelserving.admission import Refused, Ticket
 from modelserving.auth import UNAUTHORIZED
-from modelserving.bodies import documented_body, media_type, read_json, schema_components, validate_json
+from modelserving.bodies import documented_body, json_body, media_type, schema_components, validate_json
 from modelserving.dataplane import DataPlane
 from modelserving.docs import extend_openapi
-from modelserving.errors import field_path, validation_failures
+from modelserving.errors import field_path, retry_after, validation_failures
+from modelserving.http_admission import admitted
 from modelserving.logs import request_id
 from modelserving.service import ModelService, prediction_list_field
 
@@ -192,6 +194,10 @@ class ProtocolRoute(APIRoute):
                 return await handle(request)
             except ProtocolError as error:
                 return protocol_error_response(error.status, error.message)
+            except Refused as refusal:
+                response = protocol_error_response(refusal.status, refusal.message)
+                response.headers.update(retry_after(refusal))
+                return response
             except RequestValidationError as error:
                 summary, _ = validation_failures(error)
                 return protocol_error_response(400, summary)
@@ -314,9 +320,19 @@ class V2Codec:
             name=self.service.name, versions=[version], platform=platform, inputs=inputs, outputs=outputs
         )
 
+    def check_row_counts(self, inputs: Sequence[_Tensor]) -> None:
+        """ProtocolError(400) if an input declares more rows (its shape's first dimension) than a
+        request may have: checked before any element is decoded or any row built."""
+        for item in inputs:
+            shape = item["shape"]
+            if shape and shape[0] > self.max_rows:
+                rows = f"{shape[0]} rows exceed the limit of {self.max_rows} rows per request"
+                raise ProtocolError(400, f"input '{item['name']}': {rows}")
+
     def rows(self, request: InferenceRequest) -> list[Any]:
         """The typed rows the inputs describe, or ProtocolError(400) naming the input at fault."""
         inputs = request["inputs"]
+        self.check_row_counts(inputs)
         tensor = self._tensor_input(inputs)
         raw_rows = self._rows_from_tensor(tensor, inputs) if tensor else self._rows_from_columns(inputs)
         if len(raw_rows) > self.max_rows:
@@ -434,16 +450,23 @@ class V2Codec:
         }
 
 
-async def read_binary_request(request: Request, header_length: str) -> InferenceRequest:
-    """A request of the binary tensor data extension, each input given its `data`."""
+async def binary_body(request: Request) -> bytes:
+    """The body of a request of the binary tensor data extension, unparsed; 415 for a content
+    type it may not have."""
     media = media_type(request)
     if media is not None and media not in _BINARY_MEDIA_TYPES:
         raise ProtocolError(
             415, f"a binary request's content-type must be application/octet-stream, got {media!r}"
         )
+    return await request.body()
+
+
+def binary_request(body: bytes, header_length: str, codec: V2Codec) -> InferenceRequest:
+    """A request of the binary tensor data extension, each input given its `data` (rows counted first)."""
     try:
-        header, data = binary_tensors.split(await request.body(), header_length)
+        header, data = binary_tensors.split(body, header_length)
         inference: Any = validate_json(header, BINARY_INFERENCE_REQUEST)
+        codec.check_row_counts(inference["inputs"])
         binary_tensors.attach_inputs(inference["inputs"], data)
     except binary_tensors.BinaryDataError as error:
         raise ProtocolError(400, str(error)) from None
@@ -500,11 +523,12 @@ class ProtocolModel:
             return False
         return self.plane.state.ready
 
-    async def infer(self, inference: InferenceRequest, version: str) -> dict[str, Any]:
+    async def infer(self, inference: InferenceRequest, version: str, ticket: Ticket) -> dict[str, Any]:
         """The response body (an `InferenceResponse` as plain values) for `inference`, to the
-        model at `version` (`loaded_version`'s, checked before the request was read)."""
+        model at `version` (`loaded_version`'s, checked before the request was read), admitted
+        with `ticket` (`DataPlane.admit`)."""
         rows = self.codec.rows(inference)
-        response = await self.plane.infer(rows)
+        response = await self.plane.infer(rows, ticket)
         outputs = self.codec.outputs_of(response, inference.get("outputs"))
         return {
             "model_name": self.service.name,
@@ -546,11 +570,13 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
         parameters = request.path_params
         version = protocol.loaded_version(parameters["model_name"], parameters.get("model_version"))
         header_length = request.headers.get(binary_tensors.HEADER)
-        if header_length is None:
-            inference = await read_json(request, INFERENCE_REQUEST)
-        else:
-            inference = await read_binary_request(request, header_length)
-        body = await protocol.infer(inference, version)
+        raw = await (json_body(request) if header_length is None else binary_body(request))
+        async with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
+            if header_length is None:
+                inference = validate_json(raw, INFERENCE_REQUEST)
+            else:
+                inference = binary_request(raw, header_length, codec)
+            body = await protocol.infer(inference, version, ticket)
         outputs = body["outputs"]
         if inference.get("parameters") or inference.get("outputs"):
             binary = binary_tensors.binary_outputs(
@@ -609,8 +635,10 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
     def server_metadata() -> ServerMetadata:
         return protocol.server_metadata()
 
-    def server_live() -> LiveResponse:
-        return LiveResponse(live=True)
+    def server_live() -> Any:
+        if plane.live:
+            return LiveResponse(live=True)
+        return JSONResponse(LiveResponse(live=False).model_dump(), status_code=503)
 
     def server_ready() -> Any:
         if plane.state.ready:
@@ -618,7 +646,7 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
         return JSONResponse(ReadyResponse(ready=False).model_dump(), status_code=503)
 
     add_route("/v2", server_metadata, ["GET"])
-    add_route("/v2/health/live", server_live, ["GET"])
+    add_route("/v2/health/live", server_live, ["GET"], responses={503: {"model": LiveResponse}})
     add_route("/v2/health/ready", server_ready, ["GET"], responses={503: {"model": ReadyResponse}})
     known_routes = app.router.routes[first_route:]
 

@@ -1,0 +1,121 @@
+"""Admission control: how many inference requests a worker takes on at once, for every transport.
+
+A request is admitted before its body is read (REST: as its headers arrive, in
+`modelserving.protocol`; gRPC: before its message is parsed) and holds a `Ticket` until it
+is answered. Past the limit it is refused at once (503 / UNAVAILABLE) instead of joining a
+queue its caller would give up on.
+
+The limit adapts, as an AIMD limit does (Netflix's concurrency-limits, TCP): each request
+reports how long it waited, from its admission until the model took it, against its own
+budget: until its deadline, which is its caller's timeout or, sooner, `max_queue_seconds`.
+A wait past `TARGET_SHARE` of it means the worker holds more than it can serve in time:
+the limit shrinks by `BACKOFF`, at most once per round trip (only a request admitted after
+the last cut can cut it again, as only it has seen the new limit). A wait within it, while
+the limit is in use, grows the limit by one. A request whose deadline passes in the queue
+counts as a long wait. The limit follows the model's own speed, so a team adding a slow
+model tunes nothing; `ceiling` caps it (`MAX_CONCURRENT_REQUESTS`), and `adaptive=False`
+holds it there.
+
+Tickets are admitted and released on the event loop; waits are reported from the inference
+thread: a lock keeps the counts whole.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+BACKOFF = 0.9
+TARGET_SHARE = 0.5  # of a request's budget it may spend waiting before the limit shrinks
+MINIMUM = 1
+INITIAL = 100  # a cold worker's limit: room for a burst until the first waits are measured
+RETRY_AFTER_SECONDS = 1
+
+
+class Refused(Exception):
+    """A request the worker does not take on; `status` is its HTTP status (503 or 504)."""
+
+    status = 503
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason  # the metric's label: overloaded, deadline, cancelled, unavailable
+
+
+class DeadlineExceeded(Refused):
+    status = 504
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One admitted request: when it arrived, until when its caller waits, whether it left."""
+
+    admitted_at: float
+    deadline: float  # time.monotonic() past which nobody wants the answer
+    abandoned: bool = False  # the caller has gone (disconnected, cancelled)
+    released: bool = field(default=False, repr=False)
+
+    def expired(self, now: float) -> bool:
+        return now >= self.deadline
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+    def limit_to(self, deadline: float) -> None:
+        """The caller's own deadline (time.monotonic()), if it comes sooner than the server's."""
+        self.deadline = min(self.deadline, deadline)
+
+
+class AdmissionLimit:
+    """An adaptive limit on the requests in flight (admitted, not yet answered)."""
+
+    def __init__(self, *, ceiling: int, max_queue_seconds: float, adaptive: bool = True) -> None:
+        self.ceiling = ceiling
+        self.max_queue_seconds = max_queue_seconds
+        self.adaptive = adaptive
+        self.limit = float(min(INITIAL, ceiling) if adaptive else ceiling)
+        self.in_flight = 0
+        self._last_cut = -math.inf  # when the limit was last cut: requests admitted since may cut it
+        self._lock = threading.Lock()
+
+    def try_admit(self, now: float | None = None) -> Ticket | None:
+        """A ticket for one more request, or None if the worker is at its limit."""
+        with self._lock:
+            if self.in_flight >= int(self.limit):
+                return None
+            self.in_flight += 1
+        admitted_at = time.monotonic() if now is None else now
+        return Ticket(admitted_at=admitted_at, deadline=admitted_at + self.max_queue_seconds)
+
+    def full(self) -> bool:
+        return self.in_flight >= int(self.limit)
+
+    def release(self, ticket: Ticket) -> None:
+        """The request is answered (or refused, or gone); idempotent."""
+        with self._lock:
+            if not ticket.released:
+                ticket.released = True
+                self.in_flight -= 1
+
+    def observe(self, ticket: Ticket, taken_at: float) -> None:
+        """The model took the request at `taken_at` (or dropped it then, if its deadline passed)."""
+        if not self.adaptive:
+            return
+        waited = taken_at - ticket.admitted_at
+        late = waited > (ticket.deadline - ticket.admitted_at) * TARGET_SHARE or ticket.expired(taken_at)
+        with self._lock:
+            if late:
+                if ticket.admitted_at > self._last_cut:
+                    self.limit = max(MINIMUM, self.limit * BACKOFF)
+                    self._last_cut = taken_at
+            elif self.in_flight * 2 >= self.limit:
+                self.limit = min(self.ceiling, self.limit + 1)
+
+    def refusal(self, service: str) -> Refused:
+        return Refused(
+            f"model '{service}' is at its limit of {int(self.limit)} requests in flight; retry later",
+            "overloaded",
+        )
