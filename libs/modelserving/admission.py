@@ -12,7 +12,11 @@ A wait past `TARGET_SHARE` of it means the worker holds more than it can serve i
 the limit shrinks by `BACKOFF`, at most once per round trip (only a request admitted after
 the last cut can cut it again, as only it has seen the new limit). A wait within it, while
 the limit is in use, grows the limit by one. A request whose deadline passes in the queue
-counts as a long wait. The limit follows the model's own speed, so a team adding a slow
+counts as a long wait. So does an event loop running late while requests are refused:
+requests not yet read wait in the kernel, unseen, for as long as the loop is behind, and so
+do refusals and probes; a lag past `LAG_LIMIT` then shrinks the limit too, and the limit
+grows only while the loop keeps time. The
+limit follows the model's own speed, so a team adding a slow
 model tunes nothing; `ceiling` caps it (`MAX_CONCURRENT_REQUESTS`), and `adaptive=False`
 holds it there.
 
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 BACKOFF = 0.9
 TARGET_SHARE = 0.5  # of a request's budget it may spend waiting before the limit shrinks
 MINIMUM = 1
+LAG_LIMIT = 0.005  # seconds the event loop may run late while refusing (refusals wait about that)
 INITIAL = 100  # a cold worker's limit: room for a burst until the first waits are measured
 RETRY_AFTER_SECONDS = 1
 
@@ -79,12 +84,16 @@ class AdmissionLimit:
         self.limit = float(min(INITIAL, ceiling) if adaptive else ceiling)
         self.in_flight = 0
         self._last_cut = -math.inf  # when the limit was last cut: requests admitted since may cut it
+        self._lag = 0.0  # how late the event loop ran, last measured
+        self._refused = False  # a request was refused since the limit was last cut for lag
         self._lock = threading.Lock()
+        self._refusals: dict[int, Refused] = {}
 
     def try_admit(self, now: float | None = None) -> Ticket | None:
         """A ticket for one more request, or None if the worker is at its limit."""
         with self._lock:
             if self.in_flight >= int(self.limit):
+                self._refused = True
                 return None
             self.in_flight += 1
         admitted_at = time.monotonic() if now is None else now
@@ -109,13 +118,31 @@ class AdmissionLimit:
         with self._lock:
             if late:
                 if ticket.admitted_at > self._last_cut:
-                    self.limit = max(MINIMUM, self.limit * BACKOFF)
-                    self._last_cut = taken_at
-            elif self.in_flight * 2 >= self.limit:
+                    self._cut(taken_at)
+            elif self.in_flight * 2 >= self.limit and self._lag < LAG_LIMIT / 2:
                 self.limit = min(self.ceiling, self.limit + 1)
 
+    def lagged(self, now: float, lag: float) -> None:
+        """The event loop ran `lag` seconds late just now. Late while requests are refused: the
+        admitted ones crowd the loop, and the limit shrinks. (Late with none refused is the
+        load's own doing, and refusing some of it would not serve the rest sooner.)"""
+        if not self.adaptive:
+            return
+        with self._lock:
+            self._lag = lag
+            if lag > LAG_LIMIT and self._refused:
+                self._refused = False  # once per spell of refusals that saw this limit
+                self._cut(now)
+
+    def _cut(self, now: float) -> None:
+        self.limit = max(MINIMUM, self.limit * BACKOFF)
+        self._last_cut = now
+
     def refusal(self, service: str) -> Refused:
-        return Refused(
-            f"model '{service}' is at its limit of {int(self.limit)} requests in flight; retry later",
-            "overloaded",
-        )
+        """The refusal of a request past the limit (one object per limit: refusals come by thousands)."""
+        limit = int(self.limit)
+        cached = self._refusals.get(limit)
+        if cached is None:
+            message = f"model '{service}' is at its limit of {limit} requests in flight; retry later"
+            cached = self._refusals[limit] = Refused(message, "overloaded")
+        return cached

@@ -25,10 +25,10 @@ from modelserving.bodies import documented_body, json_body, schema_components, v
 from modelserving.dataplane import DataPlane, NotReady
 from modelserving.docs import extend_openapi, install_offline_docs
 from modelserving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
-from modelserving.http_admission import EarlyRefusal, admitted
+from modelserving.http_admission import AdmissionGate, admitted
 from modelserving.middleware import RequestContextMiddleware
 from modelserving.process import on_termination, set_up_worker
-from modelserving.protocol import EARLY_REFUSAL_STATE, HEADER_TIMEOUT_STATE
+from modelserving.protocol import ADMISSION_GATE_STATE, HEADER_TIMEOUT_STATE
 from modelserving.service import ModelService
 from modelserving.settings import Settings, load_settings
 from modelserving.v2 import add_v2_routes
@@ -106,7 +106,7 @@ def create_app(service: ModelService[Any, Any], settings: Settings | None = None
         with on_termination(terminate):
             yield {  # to the server's connections (modelserving.protocol)
                 HEADER_TIMEOUT_STATE: config.header_timeout_seconds,
-                EARLY_REFUSAL_STATE: EarlyRefusal(plane, service.predict_path, config.root_path),
+                ADMISSION_GATE_STATE: AdmissionGate(plane, service.predict_path, config.root_path),
             }
         terminate()
         if "grpc" in drain:

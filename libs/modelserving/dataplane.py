@@ -32,6 +32,7 @@ from modelserving.settings import Settings
 
 log = logging.getLogger("modelserving")
 WATCHDOG_SECONDS = 0.25
+LAG_PROBE_SECONDS = 0.005  # how often the event loop's lateness is measured
 SHED_LOG_SECONDS = 10.0
 
 
@@ -68,6 +69,7 @@ class DataPlane:
         )
         self._health_listeners: list[Callable[[bool], object]] = []
         self._watchdog: asyncio.Task[None] | None = None
+        self._lag_probe: asyncio.Task[None] | None = None
         self._last_shed_log = -SHED_LOG_SECONDS
         self._metrics = metrics.AdmissionMetrics(service.name)
         field, _ = prediction_list_field(service.response_type)
@@ -112,6 +114,7 @@ class DataPlane:
         freeze_survivors()
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
+        self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
         self.model = loaded
         self.ready = True
         log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
@@ -121,10 +124,11 @@ class DataPlane:
         self.ready = False
         self.shutting_down = True
         await asyncio.to_thread(self._queue.stop, timeout)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        for task in (self._watchdog, self._lag_probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def on_health_change(self, listener: Callable[[bool], object]) -> None:
         """Call `listener(live)` on the event loop whenever `live` changes."""
@@ -141,11 +145,19 @@ class DataPlane:
 
     def admit(self, now: float | None = None) -> Ticket:
         """A ticket for one inference request (release it when answered), or `Refused` (503)."""
+        ticket = self.try_admit(now)
+        if isinstance(ticket, Refused):
+            raise ticket
+        return ticket
+
+    def try_admit(self, now: float | None = None) -> Ticket | Refused:
+        """`admit`, its refusal returned rather than raised: the cheapest path, for refusals by
+        thousands a second."""
         if not self.live:
-            raise self._shed(self.unavailable())
+            return self._shed(self.unavailable())
         ticket = self.admission.try_admit(now)
         if ticket is None:
-            raise self._shed(self.admission.refusal(self.service.name))
+            return self._shed(self.admission.refusal(self.service.name))
         self._metrics.in_flight.inc()
         return ticket
 
@@ -188,6 +200,15 @@ class DataPlane:
         """On the inference thread: the model took `ticket`'s request (or its deadline passed)."""
         self.admission.observe(ticket, taken_at)
         self._metrics.queue_seconds.observe(taken_at - ticket.admitted_at)
+
+    async def _measure_lag(self) -> None:
+        """How late the event loop runs a timer, every LAG_PROBE_SECONDS: admission's second measure."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_PROBE_SECONDS
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            now = loop.time()
+            self.admission.lagged(now, now - due)
 
     async def _watch(self) -> None:
         """Every WATCHDOG_SECONDS: is the inference thread alive and not stuck?"""

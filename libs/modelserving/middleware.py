@@ -2,7 +2,8 @@
 
 Written as plain ASGI (not BaseHTTPMiddleware) so it adds no task or buffering
 per request and can refuse an oversize body before reading it. A body must arrive
-within `body_timeout_seconds` of its headers (else 408), and a response sent before
+within `body_timeout_seconds` of its headers, and before the deadline of an inference
+request admitted as its headers arrived (else 408), and a response sent before
 the body was read whole (a 401, say) closes the connection, so a client trickling
 its body cannot hold a connection open.
 """
@@ -10,9 +11,9 @@ its body cannot hold a connection open.
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import time
-import uuid
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,15 +21,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserving import metrics
 from modelserving.errors import error_response
 from modelserving.logs import ACCESS_LOGGER, request_id
+from modelserving.protocol import ON_COMPLETE, TICKET
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_random_bits = random.Random().getrandbits  # seeded from the system's entropy once per process
 
 
 def valid_request_id(offered: str) -> str:
-    """The client's request id if it is a sane one, else a new one."""
-    return offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    """The client's request id if it is a sane one, else a new one: 128 random bits in hex, as
+    a uuid4's, from Python's own generator (ids need to be unique, not secret, and the
+    system's entropy is a system call per request)."""
+    if offered and _VALID_REQUEST_ID.fullmatch(offered):
+        return offered
+    return "%032x" % _random_bits(128)
 
 
 class BodyRefused(Exception):
@@ -65,6 +72,9 @@ class RequestContextMiddleware:
 
         declared = _declared_length(headers)
         body_deadline = asyncio.get_running_loop().time() + self.body_timeout_seconds
+        ticket = scope.get(TICKET)  # admitted as its headers arrived: its body must beat its deadline
+        if ticket is not None and ticket.deadline < body_deadline:
+            body_deadline = ticket.deadline
         body_done = not declared and b"transfer-encoding" not in headers
         received = 0
         refusal: JSONResponse | None = None  # answered instead of the app's response
@@ -75,7 +85,7 @@ class RequestContextMiddleware:
                 async with asyncio.timeout_at(body_deadline):
                     message = await receive()
             except TimeoutError:
-                refusal = _closing(408, f"request body not received within {self.body_timeout_seconds:g} s")
+                refusal = _closing(408, "request body not received in time")
                 raise BodyRefused() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -103,6 +113,9 @@ class RequestContextMiddleware:
                 if refusal is not None and not response_started:
                     await refusal(scope, receive, send_with_id)
         finally:
+            completed = scope.get(ON_COMPLETE)
+            if completed is not None:
+                completed()
             elapsed = time.perf_counter() - started
             metrics.IN_FLIGHT.dec()
             metrics.observe_request(scope, status, elapsed)

@@ -11,20 +11,23 @@ other version, so that an upgrade re-reads this class first.
   its headers, counted from the connection (or from its first byte, on a reused
   connection); then the connection is closed. Bodies have their own deadline, in
   `middleware.py` (plain ASGI).
-- **Refusal as the headers arrive.** Under overload most requests must be refused, and a
+- **Admission as the headers arrive.** Under overload most requests must be refused, and a
   refusal must cost far less than an answer, or refusing takes the CPU the answers need.
-  When the app's `EARLY_REFUSAL_STATE` (a callable of the request's raw path) returns a
-  response, it is written at once: no task, no ASGI call, no body parsed (its bytes are
-  read and dropped), and the connection is kept for the next request.
+  The app's gate (`ADMISSION_GATE_STATE`) sees each request's scope, path and headers
+  before any task is made for it; when it returns a response, that response is written at
+  once: no task, no ASGI call, no body parsed (its bytes are read and dropped), and the
+  connection is kept for the next request. A request it admits carries its `TICKET` in the
+  scope.
 - **The time the headers arrived** (`ARRIVED`, in the scope), from which a caller's own
-  timeout counts; and **a hook for a caller that leaves**: a callable the app puts at
-  `ON_DISCONNECT` in the scope is called if the connection drops before the response is
-  complete, so that a request nobody waits for is never predicted.
+  timeout counts; and **hooks for the end of a request**: a callable at `ON_DISCONNECT` in
+  the scope is called if the connection drops before the response is complete, so that a
+  request nobody waits for is never predicted (`ON_COMPLETE`, which `middleware.py` calls
+  once the response is sent, is the other end).
 
 The app hands its settings to the protocol through the ASGI lifespan state: the app's
-lifespan yields `{HEADER_TIMEOUT_STATE: seconds, EARLY_REFUSAL_STATE: refuse}` and
-uvicorn hands that state to every connection. Under another server, or without this
-protocol, there is no header deadline and refusals happen in the app, after the body.
+lifespan yields `{HEADER_TIMEOUT_STATE: seconds, ADMISSION_GATE_STATE: gate}` and uvicorn
+hands that state to every connection. Under another server, or without this protocol,
+there is no header deadline and admission happens in the app, after the body.
 """
 
 from __future__ import annotations
@@ -32,18 +35,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 UVICORN_VERSION = "0.54.0"
 HEADER_TIMEOUT_STATE = "modelserving.header_timeout_seconds"
-EARLY_REFUSAL_STATE = "modelserving.early_refusal"
-ARRIVED = "modelserving.arrived"  # in the scope: time.monotonic() when the headers were complete
-ON_DISCONNECT = "modelserving.on_disconnect"  # in the scope: called if the caller leaves unanswered
+ADMISSION_GATE_STATE = "modelserving.admission_gate"
+# In a request's scope:
+ARRIVED = "modelserving.arrived"  # time.monotonic() when its headers were complete
+TICKET = "modelserving.ticket"  # its admission ticket, with the `deadline` its body must meet
+ON_DISCONNECT = "modelserving.on_disconnect"  # called if the caller leaves unanswered
+ON_COMPLETE = "modelserving.on_complete"  # called when its response is complete (middleware.py)
 
-# The app's early refusal: (raw path, headers, keep the connection?) -> the whole response, or
-# None to serve the request.
-EarlyRefusal = Callable[[bytes, list[tuple[bytes, bytes]], bool], bytes | None]
+# The app's gate: (scope, raw path, headers, keep the connection?) -> a whole response to answer
+# with at once, or None to serve the request.
+AdmissionGate = Callable[[dict[str, Any], bytes, list[tuple[bytes, bytes]], bool], bytes | None]
 
 
 class _Refused:
@@ -77,9 +84,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         self.scope[ARRIVED] = time.monotonic()  # type: ignore[literal-required]
-        refuse: EarlyRefusal | None = self.app_state.get(EARLY_REFUSAL_STATE)
+        gate: AdmissionGate | None = self.app_state.get(ADMISSION_GATE_STATE)
         # Only when no earlier request on this connection is still being answered (pipelining).
-        if refuse is not None and (self.cycle is None or self.cycle.response_complete):
+        if gate is not None and (self.cycle is None or self.cycle.response_complete):
             # A client that waits for "100 Continue" may or may not send the body it announced:
             # its connection cannot be reused.
             keep_alive = (
@@ -87,7 +94,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 and self.parser.get_http_version() == "1.1"
                 and not self.expect_100_continue
             )
-            response = refuse(self.url.partition(b"?")[0], self.headers, keep_alive)
+            path = self.url.partition(b"?")[0]
+            response = gate(self.scope, path, self.headers, keep_alive)  # type: ignore[arg-type]
             if response is not None:
                 self._answer_early(response, keep_alive)
                 return
