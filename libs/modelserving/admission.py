@@ -61,6 +61,7 @@ class Ticket:
     admitted_at: float
     deadline: float  # time.monotonic() past which nobody wants the answer
     abandoned: bool = False  # the caller has gone (disconnected, cancelled)
+    taken: bool = False  # the model took it (it is predicted, or being predicted)
     released: bool = field(default=False, repr=False)
 
     def expired(self, now: float) -> bool:

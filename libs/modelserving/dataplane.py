@@ -81,7 +81,7 @@ class DataPlane:
             batching=settings.micro_batching,
             name=f"{service.name}-inference",
             on_taken=self._taken,
-            on_dropped=self._metrics.shed,
+            on_dropped=self._dropped,
         )
 
     @property
@@ -174,9 +174,12 @@ class DataPlane:
         return refusal
 
     def release(self, ticket: Ticket) -> None:
+        """The request is answered, refused, or its caller gone; idempotent."""
         if not ticket.released:
             self.admission.release(ticket)
             self._metrics.in_flight.dec()
+            if ticket.abandoned and not ticket.taken:  # wherever it was when its caller left
+                self._metrics.shed("cancelled")
 
     async def infer(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
         """The typed response for `rows`; NotReady before the model is loaded, `Refused` when the
@@ -196,8 +199,15 @@ class DataPlane:
     def unavailable(self) -> Refused:
         return Refused(f"model '{self.service.name}' is not responding", "unavailable")
 
+    def _dropped(self, reason: str) -> None:
+        """On the inference thread: a request dropped unpredicted (its caller gone: counted as
+        its ticket is released, wherever the caller left from)."""
+        if reason != "cancelled":
+            self._metrics.shed(reason)
+
     def _taken(self, ticket: Ticket, taken_at: float) -> None:
         """On the inference thread: the model took `ticket`'s request (or its deadline passed)."""
+        ticket.taken = not ticket.expired(taken_at)
         self.admission.observe(ticket, taken_at)
         self._metrics.queue_seconds.observe(taken_at - ticket.admitted_at)
 

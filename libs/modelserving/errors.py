@@ -13,14 +13,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from modelserving.admission import RETRY_AFTER_SECONDS, Refused
 from modelserving.logs import request_id
 
 log = logging.getLogger("modelserving.errors")
+CLIENT_CLOSED_REQUEST = 499
 
 
 class FieldError(BaseModel):
@@ -87,6 +89,12 @@ def _refused(request: Request, error: Exception) -> JSONResponse:
     return response
 
 
+def _client_left(request: Request, error: Exception) -> Response:
+    """The client closed its connection before its request was read: nobody to answer. 499 is
+    the status access logs record for it (nginx's "client closed request")."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error")
     return error_response(500, "internal server error")
@@ -96,6 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Refused, _refused)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import grpc  # type: ignore[import]
 from google.protobuf.message import DecodeError, Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import]
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
 from modelserving import binary_tensors, metrics
@@ -319,7 +319,7 @@ class GrpcServer:
         }
         host = settings.host
         self.address = f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}"
-        self.health: BoundedHealth | None = None
+        self.health: HealthService | None = None
         self.server: Any = None
         self._serving = False
         self._health_update: asyncio.Future[None] | None = None
@@ -328,7 +328,7 @@ class GrpcServer:
     async def start(self) -> None:
         """Listen, reporting NOT_SERVING until `serving()`. (A gRPC server belongs to the event
         loop it is made on: the worker's, which runs this.)"""
-        self.health = BoundedHealth(MAX_HEALTH_WATCHES)
+        self.health = HealthService(MAX_HEALTH_WATCHES)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server = grpc.aio.server(
             options=server_options(self.settings), maximum_concurrent_rpcs=self.settings.max_connections
@@ -346,8 +346,7 @@ class GrpcServer:
         """NOT_SERVING and no new calls at once; calls under way get `grace` seconds to finish.
         Health watches end first, so they hold nothing up."""
         assert self.health is not None, "started"
-        await self.health.enter_graceful_shutdown()
-        await self.health.end_watches()
+        await self.health.shut_down()
         await self.server.stop(grace)
 
     def _model_health_changed(self, live: bool) -> None:
@@ -382,36 +381,58 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-class BoundedHealth(health.aio.HealthServicer):  # type: ignore[misc]
-    """The standard health service, with at most `max_watches` Watch streams open at once (a
-    stream is held for as long as its client likes, and needs no token); past it, Watch gets
-    RESOURCE_EXHAUSTED. `end_watches()` closes them all, at shutdown."""
+class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """The standard health service (`grpc.health.v1.Health`, from its generated stubs), with at
+    most `max_watches` Watch streams open at once: a stream is held for as long as its client
+    likes and needs no token, so past the bound Watch gets RESOURCE_EXHAUSTED. `shut_down()`
+    reports NOT_SERVING for good and ends every Watch once it has said so, so that open
+    watches hold no shutdown up."""
 
     def __init__(self, max_watches: int) -> None:
-        super().__init__()
         self.max_watches = max_watches
-        self._watches: set[asyncio.Task[Any]] = set()
-        self._ending = False
+        self._statuses: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+        self._watches = 0
+        self._shutting_down = False
 
-    async def Watch(self, request: Any, context: Any) -> None:  # (the RPC's name)
-        if len(self._watches) >= self.max_watches or self._ending:
+    async def set(self, service: str, status: int) -> None:
+        if self._shutting_down:
+            return
+        async with self._changed:
+            self._statuses[service] = status
+            self._changed.notify_all()
+
+    async def shut_down(self) -> None:
+        async with self._changed:
+            self._shutting_down = True
+            for service in self._statuses:
+                self._statuses[service] = health_pb2.HealthCheckResponse.NOT_SERVING
+            self._changed.notify_all()
+
+    async def Check(self, request: Any, context: Any) -> Any:
+        status = self._statuses.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: Any, context: Any) -> None:
+        if self._watches >= self.max_watches:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.max_watches} health watches at once"
             )
-        task = asyncio.current_task()
-        assert task is not None
-        self._watches.add(task)
+        self._watches += 1
         try:
-            await super().Watch(request, context)
-        except asyncio.CancelledError:
-            if not self._ending:
-                raise  # the client went away
+            sent = None
+            async with self._changed:
+                while True:
+                    status = self._statuses.get(
+                        request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+                    )
+                    if status != sent:
+                        await context.write(health_pb2.HealthCheckResponse(status=status))
+                        sent = status
+                    if self._shutting_down:
+                        return  # the stream ends OK, having said NOT_SERVING
+                    await self._changed.wait()
         finally:
-            self._watches.discard(task)
-
-    async def end_watches(self) -> None:
-        """End every Watch (after it has sent the last status): the call ends OK."""
-        self._ending = True
-        await asyncio.sleep(0)  # the watches send the status just set
-        for task in list(self._watches):
-            task.cancel()
+            self._watches -= 1
