@@ -7,16 +7,23 @@ file paths, library versions).
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import socket
+import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import grpc  # type: ignore[import]
 import httpx
 import pytest
+from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
-from modelserving.testing import running_server
+from modelserving.testing import free_port, raised, running_server
 from titanic.main import SERVICE
 
 TYPED = "/predict_survival_by_passengers"
@@ -43,6 +50,7 @@ def v2_with(raw_value: str) -> bytes:
 
 HEADER_TIMEOUT = 3.0
 BODY_TIMEOUT = 3.0
+MAX_QUEUE = 10.0  # longer than the body's timeout, which the tests below reach first
 DEEP = b"[" * 100_000 + b"]" * 100_000
 CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
     "malformed JSON": (TYPED, JSON, b'[{"PassengerId": 1,'),
@@ -74,15 +82,24 @@ CASES: dict[str, tuple[str, dict[str, str], bytes]] = {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def served() -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """The server process, its URL and its gRPC target."""
+    grpc_port = free_port()
     with running_server(
         "titanic.main",
         LOG_LEVEL="WARNING",
         HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+        MAX_QUEUE_SECONDS=str(MAX_QUEUE),
+        GRPC_PORT=str(grpc_port),
     ) as (process, url):
-        yield url
+        yield process, url, f"127.0.0.1:{grpc_port}"
         assert process.poll() is None, "the server died"
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[subprocess.Popen[str], str, str]) -> str:
+    return served[1]
 
 
 def assert_clean_error(response: httpx.Response, path: str) -> None:
@@ -211,3 +228,215 @@ def test_a_refused_client_trickling_its_body_is_disconnected_at_once() -> None:
         received, closed_after = trickle_body(url)
     assert received.startswith(b"HTTP/1.1 401"), received[:200]
     assert closed_after < 2, closed_after
+
+
+def test_a_trickled_body_of_an_admitted_request_is_cut_off_at_its_deadline(
+    server: str, record_property: Callable[[str, object], None]
+) -> None:
+    """Admitted as its headers arrived, a request holds one of the worker's places: its body must
+    arrive before its deadline, or it gets 408 then, whatever the body's own timeout."""
+    received, closed_after = trickle_body(server, **{"x-request-timeout-ms": "1000"})
+    record_property("closed_after_s", round(closed_after, 1))
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert 0.5 <= closed_after <= 1 + 2, closed_after
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "0", "-5", "abc", "1e3", "99999999", "100 ms", "1" * 5000])
+def test_a_malformed_timeout_header_is_a_400_naming_it(server: str, value: str) -> None:
+    for path in (TYPED, V2):
+        body = GOOD if path == TYPED else V2_GOOD
+        response = httpx.post(
+            server + path, content=body, headers={**JSON, "x-request-timeout-ms": value.encode()}, timeout=10
+        )
+        assert response.status_code == 400, response.text
+        assert "X-Request-Timeout-Ms" in response.json()["error"]
+        assert_clean_error(response, path)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "-1", "1" * 5000, "12abc"])
+def test_a_malformed_binary_header_length_is_a_400(server: str, value: str) -> None:
+    response = httpx.post(
+        server + V2,
+        content=V2_GOOD,
+        headers={
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": value.encode(),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 400, response.text
+    assert_clean_error(response, V2)
+
+
+# Work bounded before it is done: a request declaring more rows than a request may have is
+# refused before a row is built or an element decoded. The CPU the server spends on each, its
+# whole process's (threads' schedstat, in ns), is held to 20 ms for a body of up to 1 MiB.
+MANY = 262_144
+ONE_MIB = (1 << 20) - 200  # with the JSON before it, 1 MiB
+CPU_BOUND_SECONDS = 0.020
+
+
+def cpu_seconds(pid: int) -> float:
+    return (
+        sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir())
+        / 1e9
+    )
+
+
+def binary_body(inputs: list[dict[str, Any]], data: bytes) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps({"inputs": inputs}).encode()
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+    return header + data, headers
+
+
+def strings(*values: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(value)) + value for value in values)
+
+
+ROWS_CASES: dict[str, tuple[bytes, dict[str, str], str]] = {
+    "v2 JSON, a column of 262144 rows": (
+        json.dumps(
+            {"inputs": [{"name": "Pclass", "shape": [MANY], "datatype": "INT64", "data": [3] * MANY}]}
+        ).encode(),
+        JSON,
+        "262144 rows exceed the limit of 1000",
+    ),
+    "v2 binary, UINT8 [262144, 4] (1 MiB)": (
+        *binary_body(
+            [
+                {
+                    "name": "Pclass",
+                    "shape": [MANY, 4],
+                    "datatype": "UINT8",
+                    "parameters": {"binary_data_size": ONE_MIB},
+                }
+            ],
+            b"\x03" * ONE_MIB,
+        ),
+        "262144 rows exceed the limit of 1000",
+    ),
+    "v2 binary, BYTES declared 1, sent 100 000": (
+        *binary_body(
+            [
+                {
+                    "name": "Name",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 500_000},
+                }
+            ],
+            strings(*[b"x"] * 100_000),
+        ),
+        "its shape needs 1 BYTES elements, the data has more",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ROWS_CASES))
+def test_rows_are_counted_before_they_are_built(
+    served: tuple[subprocess.Popen[str], str, str], case: str, record_property: Callable[[str, object], None]
+) -> None:
+    process, url, _ = served
+    body, headers, message = ROWS_CASES[case]
+    assert len(body) <= 1 << 20
+    before = cpu_seconds(process.pid)
+    response = httpx.post(url + V2, content=body, headers=headers, timeout=30)
+    spent = cpu_seconds(process.pid) - before
+    record_property("status", response.status_code)
+    record_property("server_cpu_ms", round(spent * 1000, 1))
+    assert response.status_code == 400, response.text[:300]
+    assert message in response.json()["error"]
+    assert spent <= CPU_BOUND_SECONDS, f"{spent * 1000:.1f} ms of CPU before the refusal"
+    assert_still_serving(url)
+
+
+def grpc_infer(target: str, request: pb.ModelInferRequest, gzipped: bool = False) -> Any:
+    options = [("grpc.max_send_message_length", 128 << 20)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        return call(request, timeout=30, compression=grpc.Compression.Gzip if gzipped else None)
+
+
+def tensor(
+    name: str, datatype: str, shape: list[int], **contents: Any
+) -> pb.ModelInferRequest.InferInputTensor:
+    return pb.ModelInferRequest.InferInputTensor(
+        name=name, datatype=datatype, shape=shape, contents=pb.InferTensorContents(**contents)
+    )
+
+
+GRPC_CASES: dict[str, tuple[pb.ModelInferRequest, str]] = {
+    "gRPC contents, a column of 262144 rows": (
+        pb.ModelInferRequest(
+            model_name="titanic", inputs=[tensor("Pclass", "INT64", [MANY], int64_contents=[3] * MANY)]
+        ),
+        "262144 rows exceed the limit of 1000",
+    ),
+    "gRPC raw, UINT8 [262144, 4] (1 MiB)": (
+        pb.ModelInferRequest(
+            model_name="titanic",
+            inputs=[tensor("Pclass", "UINT8", [MANY, 4])],
+            raw_input_contents=[b"\x03" * (MANY * 4 - 64)],
+        ),
+        "262144 rows exceed the limit of 1000",
+    ),
+    "gRPC BYTES contents, declared 1, sent 100 000": (
+        pb.ModelInferRequest(
+            model_name="titanic", inputs=[tensor("Name", "BYTES", [1], bytes_contents=[b"x"] * 100_000)]
+        ),
+        "needs 1 elements, data has 100000",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GRPC_CASES))
+def test_grpc_rows_are_counted_before_they_are_built(
+    served: tuple[subprocess.Popen[str], str, str], case: str, record_property: Callable[[str, object], None]
+) -> None:
+    process, url, target = served
+    request, message = GRPC_CASES[case]
+    assert request.ByteSize() <= 1 << 20
+    before = cpu_seconds(process.pid)
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_infer(target, request)
+    spent = cpu_seconds(process.pid) - before
+    record_property("code", raised(refused).code().name)
+    record_property("server_cpu_ms", round(spent * 1000, 1))
+    assert raised(refused).code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in raised(refused).details()
+    assert spent <= CPU_BOUND_SECONDS, f"{spent * 1000:.1f} ms of CPU before the refusal"
+    assert_still_serving(url)
+
+
+def test_a_compressed_grpc_message_that_would_inflate_past_the_body_limit_is_refused(
+    served: tuple[subprocess.Popen[str], str, str], record_property: Callable[[str, object], None]
+) -> None:
+    """64 MiB of zeros, gzipped to about 64 kB: gRPC's core refuses to inflate it past
+    MAX_BODY_BYTES (grpc.max_receive_message_length), before any of it reaches Python."""
+    process, url, target = served
+    request = pb.ModelInferRequest(
+        model_name="titanic", inputs=[tensor("Pclass", "UINT8", [1])], raw_input_contents=[bytes(64 << 20)]
+    )
+    assert len(gzip.compress(request.SerializeToString())) < 1 << 20
+    rss_before = rss_bytes(process.pid)
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_infer(target, request, gzipped=True)
+    grown = rss_bytes(process.pid) - rss_before
+    record_property("code", raised(refused).code().name)
+    record_property("rss_growth_mb", round(grown / 2**20, 1))
+    assert raised(refused).code() == grpc.StatusCode.RESOURCE_EXHAUSTED, raised(refused).details()
+    assert grown < 32 << 20, f"the worker grew by {grown / 2**20:.0f} MB"
+    assert_still_serving(url)
+
+
+def rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)[1]) * 1024  # type: ignore[index]
