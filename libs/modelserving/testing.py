@@ -162,6 +162,18 @@ def predict_calls(url: str, model: str) -> tuple[float, float]:
     )
 
 
+def grpc_health(address: str, service: str = "") -> str:
+    """The status the gRPC health service at `address` gives `service` ("SERVING", ...), asked
+    as Kubernetes' gRPC probe asks."""
+    import grpc  # type: ignore[import]  # only the tests that speak gRPC need it
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
+
+    with grpc.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
+
+
 def metric_value(text: str, name: str, **labels: str) -> float:
     """The sum of the samples named `name` whose labels include `labels`, in a Prometheus text
     exposition, read by prometheus-client's own parser (timestamps, escapes and all)."""

@@ -25,10 +25,16 @@ from typing import Any
 import pytest
 import yaml
 from containers.engine import built_image, built_names, docker_client
-from containers.harness import SERVICES, grpc_prediction, http_get, prediction_request, rest_prediction
+from containers.harness import (
+    SERVICES,
+    grpc_prediction,
+    http_get,
+    prediction_request,
+    rest_prediction,
+)
 from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
-from modelserving.testing import free_port, raised
+from modelserving.testing import free_port, grpc_health, raised
 
 
 def prod_manifests(service: str) -> list[dict[str, Any]]:
@@ -130,10 +136,13 @@ def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path
                 time.sleep(0.2)
         logs = subprocess.run([docker, "logs", cid], capture_output=True, text=True)
         assert status == 200, f"startup probe never passed\n{logs.stdout}{logs.stderr}"
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "livenessProbe"):
             check = container[probe]["httpGet"]
             assert ports[check["port"]] == ports["http"], f"{probe} must use the http port"
             assert http_get(url + check["path"])[0] == 200, f"{probe} {check['path']} is not 200"
+        readiness = container["readinessProbe"]["grpc"]  # as the kubelet asks: Check, its `service`
+        assert readiness["port"] == ports["grpc"], "the readiness probe must use the grpc port"
+        assert grpc_health(f"127.0.0.1:{grpc_port}", readiness.get("service", "")) == "SERVING"
 
         path, body = prediction_request(service)
         headers = {"content-type": "application/json"}

@@ -288,11 +288,7 @@ def container_checks(p: Policy, deploy: Obj, c: Obj, service: str, cm: Obj) -> N
     p.check(
         "ctr-no-hostPort", not any(port.get("hostPort") for port in ports), d, f + ".ports", "no hostPort"
     )
-    for probe, path in (
-        ("startupProbe", "/readyz"),
-        ("readinessProbe", "/readyz"),
-        ("livenessProbe", "/livez"),
-    ):
+    for probe, path in (("startupProbe", "/readyz"), ("livenessProbe", "/livez")):
         p.check(
             f"ctr-{probe}",
             get(c, f"{probe}.httpGet.path") == path and get(c, f"{probe}.httpGet.port") == "http",
@@ -300,6 +296,14 @@ def container_checks(p: Policy, deploy: Obj, c: Obj, service: str, cm: Obj) -> N
             f"{f}.{probe}.httpGet",
             f"must GET {path} on port http",
         )
+    grpc_port = next((port.get("containerPort") for port in ports if port.get("name") == "grpc"), None)
+    p.check(
+        "ctr-readinessProbe",
+        get(c, "readinessProbe.grpc.port") == grpc_port and not get(c, "readinessProbe.grpc.service"),
+        d,
+        f"{f}.readinessProbe.grpc",
+        f"must check the gRPC health service on the grpc port ({grpc_port})",
+    )
     res = c.get("resources") or {}
     for kind in ("requests", "limits"):
         for name in ("cpu", "memory"):

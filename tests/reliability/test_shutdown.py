@@ -1,4 +1,5 @@
-"""Shutdown under load: SIGTERM while 16 clients are sending, on the packaged PEX and on the image.
+"""Shutdown under load: SIGTERM while 16 clients are sending, on the packaged PEX (over REST and
+gRPC at once) and on the image.
 
 The contract (uvicorn's own, supported shutdown): on SIGTERM the listener closes;
 every request the server accepted completes with a 2xx, including requests whose
@@ -9,7 +10,9 @@ the pod is the orchestrator's, before SIGTERM: Kubernetes' preStop sleep (k8s/).
 A request counts as accepted when the server logged it (the access log, one JSON
 line with the request id) or when its headers had been read before SIGTERM (the
 half-sent requests below). Clients may see connections refused or closed only after
-SIGTERM, and never a response other than 2xx.
+SIGTERM, and never a response other than 2xx. gRPC drains at the same time: its health
+service says NOT_SERVING at once, it takes no new call (only after SIGTERM, calls fail as
+not taken on), and every call it logged ends OK.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc  # type: ignore[import]
 import httpx
-from benchmark import PASSENGER
+from benchmark import GRPC_PASSENGER, MODEL_INFER, PASSENGER
 from containers.engine import built_image, docker_client
 
-from modelserving.testing import free_port
+from modelserving.testing import free_port, grpc_health
 
 PATH = "/predict_survival_by_passengers"
 BODY = json.dumps([PASSENGER] * 20).encode()
@@ -54,6 +58,8 @@ class Run:
     """What the clients saw, with times on the test's monotonic clock."""
 
     attempts: list[Attempt] = field(default_factory=list)
+    calls: list[Attempt] = field(default_factory=list)  # gRPC calls; `error`: their status if not OK
+    not_serving_after: float | None = None  # seconds from SIGTERM until gRPC health said NOT_SERVING
     half_sent: dict[str, int] = field(default_factory=dict)
     listener_closed_at: float = 0.0
     sigterm_at: float = 0.0
@@ -78,6 +84,23 @@ def keep_sending(url: str, name: str, stop: threading.Event, attempts: list[Atte
             except httpx.TransportError as error:
                 attempt.error = type(error).__name__
                 time.sleep(0.02)  # refused once the listener is closed: do not spin
+
+
+def keep_calling(target: str, name: str, stop: threading.Event, calls: list[Attempt]) -> None:
+    """ModelInfer calls one after another, each with its own request id, until `stop`."""
+    with grpc.insecure_channel(target) as channel:
+        infer = channel.unary_unary(MODEL_INFER, request_serializer=None, response_deserializer=None)
+        for number in range(1_000_000):
+            if stop.is_set():
+                return
+            call = Attempt(f"{name}-{number}", time.monotonic())
+            calls.append(call)
+            try:
+                infer(GRPC_PASSENGER, timeout=30, metadata=(("x-request-id", call.request_id),))
+                call.status = 200
+            except grpc.RpcError as error:
+                call.error = error.code().name
+                time.sleep(0.02)
 
 
 def half_sent(url: str, request_id: str) -> socket.socket:
@@ -109,13 +132,27 @@ def readyz(url: str) -> int:
         return 0  # refused: the listener is closed
 
 
-def shut_down_under_load(url: str, sigterm: Callable[[], object], wait_exit: Callable[[], int]) -> Run:
+def health_status(target: str) -> str:
+    try:
+        return grpc_health(target)
+    except grpc.RpcError as error:
+        return str(error.code().name)  # UNAVAILABLE: no longer listening
+
+
+def shut_down_under_load(
+    url: str, sigterm: Callable[[], object], wait_exit: Callable[[], int], grpc_target: str | None = None
+) -> Run:
     run = Run()
     stop = threading.Event()
     clients = [
         threading.Thread(target=keep_sending, args=(url, f"client{n}", stop, run.attempts), daemon=True)
         for n in range(CLIENTS)
     ]
+    if grpc_target:
+        clients += [
+            threading.Thread(target=keep_calling, args=(grpc_target, f"rpc{n}", stop, run.calls), daemon=True)
+            for n in range(CLIENTS // 2)
+        ]
     for client in clients:
         client.start()
     try:
@@ -129,6 +166,10 @@ def shut_down_under_load(url: str, sigterm: Callable[[], object], wait_exit: Cal
         time.sleep(0.3)  # their headers are read: they are accepted
         run.sigterm_at = time.monotonic()
         sigterm()
+        if grpc_target:
+            while health_status(grpc_target) == "SERVING":
+                time.sleep(0.01)
+            run.not_serving_after = time.monotonic() - run.sigterm_at
         while readyz(url) != 0:  # wait for the listener to close, then send the rest of each body
             time.sleep(0.02)
         run.listener_closed_at = time.monotonic()
@@ -146,6 +187,12 @@ def shut_down_under_load(url: str, sigterm: Callable[[], object], wait_exit: Cal
 def accepted_ids(log_lines: list[str]) -> set[str]:
     records = [json.loads(line) for line in log_lines if line.startswith("{")]
     return {r["request_id"] for r in records if r.get("path") == PATH and "status" in r}
+
+
+def accepted_calls(log_lines: list[str]) -> dict[str, str]:
+    """Each ModelInfer call the server logged: its status."""
+    records = [json.loads(line) for line in log_lines if line.startswith("{")]
+    return {r["request_id"]: r["status"] for r in records if r.get("method", "").endswith("/ModelInfer")}
 
 
 def assert_graceful(run: Run, log_lines: list[str], record: Callable[[str, object], None]) -> None:
@@ -177,11 +224,38 @@ def assert_graceful(run: Run, log_lines: list[str], record: Callable[[str, objec
     assert not early, f"failed before SIGTERM: {[(a.request_id, a.error) for a in early]}"
     assert run.exit_code == 0
     assert run.exited_at - run.sigterm_at <= GRACE_SECONDS
+    if run.calls:
+        assert_grpc_graceful(run, log_lines, record)
+
+
+def assert_grpc_graceful(run: Run, log_lines: list[str], record: Callable[[str, object], None]) -> None:
+    ok = [call for call in run.calls if call.status == 200]
+    failed = [call for call in run.calls if call.error is not None]
+    record("grpc_calls_ok", len(ok))
+    record("grpc_refused_after_sigterm", len(failed))
+    assert run.not_serving_after is not None
+    record("grpc_not_serving_after_ms", round(run.not_serving_after * 1000, 1))
+    assert (
+        run.not_serving_after < 1.0
+    ), f"gRPC health said SERVING {run.not_serving_after:.2f} s after SIGTERM"
+    assert len(ok) > 0
+    # Refused only once draining began, as calls never taken on: UNAVAILABLE once the server has
+    # stopped listening, CANCELLED by gRPC's core for a call that met the server's GOAWAY on the way.
+    early = [call for call in failed if call.sent_at < run.sigterm_at - UNREAD_SECONDS]
+    assert not early, f"gRPC calls failed before SIGTERM: {[(c.request_id, c.error) for c in early]}"
+    assert {call.error for call in failed} <= {"UNAVAILABLE", "CANCELLED"}, {call.error for call in failed}
+    logged = accepted_calls(log_lines)
+    assert logged and set(logged.values()) == {"OK"}, {code for code in logged.values() if code != "OK"}
+    lost = set(logged) - {call.request_id for call in ok}
+    assert not lost, f"gRPC calls the server answered OK that no client got: {sorted(lost)[:10]}"
 
 
 ENV = {
     "LOG_LEVEL": "info",
     "GRACEFUL_SHUTDOWN_SECONDS": str(GRACE_SECONDS),
+    # The half-sent requests hold their bodies back across SIGTERM on purpose, longer than a
+    # request may wait by default (an admitted request's body must arrive before its deadline).
+    "MAX_QUEUE_SECONDS": str(GRACE_SECONDS),
 }
 
 
@@ -192,16 +266,16 @@ def wait_ready(url: str, alive: Callable[[], bool]) -> None:
         time.sleep(0.1)
 
 
-def test_packaged_app_with_two_workers_drains_under_load(
+def test_packaged_app_with_two_workers_drains_rest_and_grpc_together_under_load(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log = tmp_path / "server.log"
     pex = Path.cwd() / "services.titanic" / "serve.pex"
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, str(pex)],
-            env={**os.environ, **ENV, "PORT": str(port), "WORKERS": "2"},
+            env={**os.environ, **ENV, "PORT": str(port), "GRPC_PORT": str(grpc_port), "WORKERS": "2"},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -212,6 +286,7 @@ def test_packaged_app_with_two_workers_drains_under_load(
                 url,
                 lambda: process.send_signal(signal.SIGTERM),
                 lambda: process.wait(timeout=GRACE_SECONDS + 10),
+                grpc_target=f"127.0.0.1:{grpc_port}",
             )
         finally:
             if process.poll() is None:
