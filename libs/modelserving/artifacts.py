@@ -47,12 +47,18 @@ class ModelCard(BaseModel):
 
 @dataclass(frozen=True)
 class ArtifactFormat:
-    """How a model becomes bytes and back. Loading never runs `load` on unverified bytes."""
+    """How a model becomes bytes and back. Loading never runs `load` on unverified bytes.
+
+    `runs_code`: loading executes code the file names (a pickle). Such an artifact loads only
+    under the exact versions of the libraries it was saved with: a pickle's meaning is the
+    classes of one release, and another release may rebuild it into something else, silently.
+    """
 
     name: str
     filename: str
     dump: Callable[[Any], bytes]
     load: Callable[[bytes], Any]
+    runs_code: bool = False
 
 
 def _npz_dump(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -131,12 +137,19 @@ def read_card(directory: Path) -> ModelCard:
         raise ModelLoadError(f"invalid model card {card_path}: {where}: {first['msg']}") from None
 
 
-def _check_library_versions(card: ModelCard) -> None:
+def _check_library_versions(card: ModelCard, exact: bool) -> None:
+    """The libraries the card names are installed, at the same major version (`exact`: the same
+    version)."""
     for library, trained_with in card.library_versions.items():
         try:
             running = metadata.version(library)
         except metadata.PackageNotFoundError:
             raise ModelLoadError(f"model needs {library} {trained_with}, which is not installed") from None
+        if exact and running != trained_with:
+            raise ModelLoadError(
+                f"model is a pickle saved with {library} {trained_with}: it loads only with that version, "
+                f"not the installed {running} (retrain, or pin {library}=={trained_with})"
+            )
         if running.split(".")[0] != trained_with.split(".")[0]:
             raise ModelLoadError(
                 f"model was trained with {library} {trained_with}, incompatible with installed {running}"
@@ -157,7 +170,7 @@ def load_model(
         raise ModelLoadError(
             f"model card in {directory} is for a {card.artifact_format} artifact, not {artifact_format.name}"
         )
-    _check_library_versions(card)
+    _check_library_versions(card, exact=artifact_format.runs_code)
     artifact_path = directory / card.artifact
     try:
         payload = artifact_path.read_bytes()

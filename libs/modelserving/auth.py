@@ -1,7 +1,9 @@
-"""Optional bearer-token auth for the prediction routes (typed and v2) and, if asked, /metrics.
+"""Bearer-token auth for the prediction routes (typed and v2, REST and gRPC) and, if asked, /metrics.
 
-Off unless a token is configured: `AUTH_TOKEN_FILE` (one token per line, e.g.
-a mounted Kubernetes Secret) and/or `AUTH_TOKEN`. A protected route then needs
+It fails closed: the tokens come from `AUTH_TOKEN_FILE` (one token per line, e.g. a
+mounted Kubernetes Secret) and/or `AUTH_TOKEN`, and a process with none refuses to start
+unless `ALLOW_UNAUTHENTICATED=true` says to serve without them (`./pants run` and the dev
+overlay set it; an environment named prod or production refuses even so). A protected route needs
 `Authorization: Bearer <token>`, compared with every configured token in constant
 time (`hmac.compare_digest`); anything else gets 401 with `WWW-Authenticate:
 Bearer`, in the error format of the route's own API. `BearerAuth.dependency` is a
@@ -55,14 +57,19 @@ def read_tokens(token_file: Path | None, token: str | None) -> tuple[bytes, ...]
 
 
 def configured_tokens(settings: Settings) -> tuple[bytes, ...]:
-    """The tokens `settings` configure (none: auth off); TokenError if they are unusable, or if
-    there are none in an environment that must not serve without them."""
+    """The tokens `settings` configure (none: auth off, as ALLOW_UNAUTHENTICATED allows); TokenError
+    if they are unusable, or if there are none and serving without them was not allowed."""
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     tokens = read_tokens(settings.auth_token_file, token)
     if not tokens and settings.environment.lower() in AUTHENTICATED_ENVIRONMENTS:
         raise TokenError(
             f"ENVIRONMENT={settings.environment} needs AUTH_TOKEN_FILE or AUTH_TOKEN: "
             "it never serves without authentication"
+        )
+    if not tokens and not settings.allow_unauthenticated:
+        raise TokenError(
+            "no AUTH_TOKEN_FILE or AUTH_TOKEN: give the tokens clients must send, or set "
+            "ALLOW_UNAUTHENTICATED=true to serve without authentication (local runs and dev only)"
         )
     return tokens
 

@@ -50,6 +50,8 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
     except ModelLoadError as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
+    if not configured_tokens(settings):
+        log.warning("serving WITHOUT authentication: ALLOW_UNAUTHENTICATED=true")
     if settings.workers > 1 and not os.environ.get(metrics.MULTIPROCESS_DIR):
         # Workers are fresh processes that inherit this; each writes its metrics there.
         os.environ[metrics.MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="prometheus-")

@@ -1,4 +1,5 @@
-"""Pickled estimators (scikit-learn pipelines) as a `modelserving.ArtifactFormat`, via joblib.
+"""Pickled estimators (scikit-learn pipelines) as a `modelserving.ArtifactFormat`, via joblib: the
+format of last resort, for a model nothing else can hold.
 
 Its own module so that only services serving this format import it: Pants infers
 joblib from this import, so the others' images carry no joblib. The card's
@@ -24,4 +25,6 @@ def _load(payload: bytes) -> Any:
     return joblib.load(io.BytesIO(payload))
 
 
-JOBLIB = ArtifactFormat("joblib", "model.joblib", _dump, _load)
+# A pickle: loading runs the code it names, so it loads only under the exact library versions
+# it was saved with (the card's); prefer arrays (NPZ, `modelserving.linear`, `modelserving.trees`).
+JOBLIB = ArtifactFormat("joblib", "model.joblib", _dump, _load, runs_code=True)

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         default=None, description="File of bearer tokens, one per line (a mounted Secret); enables auth."
     )
     auth_token: SecretStr | None = Field(default=None, description="A bearer token; enables auth.")
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Serve without tokens: for local runs (`./pants run`) and dev only. Without "
+        "tokens and without this, the process refuses to start; in prod it never serves without them.",
+    )
     metrics_require_token: bool = Field(
         default=False, description="With auth on, /metrics needs a token too."
     )

@@ -2,11 +2,13 @@ import functools
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from modelserving import ArtifactFormat, ModelLoadError
+from modelserving import ArtifactFormat, ModelLoadError, save_model
 from modelserving.artifacts import CARD_FILE, load_model, sha256_of
 from modelserving.joblib_format import JOBLIB
 
@@ -84,10 +86,32 @@ def test_card_for_another_model(model_dir: Path) -> None:
         load_pickled(model_dir, expected_name="iris")
 
 
-def test_library_of_another_major_version_is_refused(model_dir: Path) -> None:
-    rewrite_card(model_dir, library_versions={"joblib": "0.1"})
-    with pytest.raises(ModelLoadError, match="trained with joblib 0.1"):
+def test_a_pickle_loads_only_under_the_exact_library_versions_it_was_saved_with(model_dir: Path) -> None:
+    installed = version("joblib")
+    major, _, rest = installed.partition(".")
+    rewrite_card(model_dir, library_versions={"joblib": f"{major}.{rest}.post9"})  # the same major version
+    with pytest.raises(ModelLoadError, match=f"a pickle saved with joblib {installed}.post9: it loads only"):
         load_pickled(model_dir)
+    rewrite_card(model_dir, library_versions={"joblib": installed})
+    assert load_pickled(model_dir).card.library_versions == {"joblib": installed}
+
+
+def test_arrays_load_under_another_minor_version_of_their_library(tmp_path: Path) -> None:
+    save_model(
+        {"w": np.ones(2)},
+        tmp_path,
+        name="toy",
+        version="1",
+        training_data=b"x",
+        metrics={},
+        libraries=("numpy",),
+    )
+    major = version("numpy").split(".")[0]
+    rewrite_card(tmp_path, library_versions={"numpy": f"{major}.0.0"})
+    assert load_model(tmp_path).estimator["w"].tolist() == [1.0, 1.0]
+    rewrite_card(tmp_path, library_versions={"numpy": "0.1"})
+    with pytest.raises(ModelLoadError, match="trained with numpy 0.1, incompatible"):
+        load_model(tmp_path)
 
 
 def test_errors_are_one_line(model_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Bearer-token auth: off by default; when configured, prediction routes need a token and probes do not."""
+"""Bearer-token auth: it fails closed (no tokens, no start, unless ALLOW_UNAUTHENTICATED=true says
+to serve without them); with tokens, prediction routes need one and probes do not."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,8 +41,8 @@ def assert_401(response: Any, message: str) -> None:
     assert TOKEN not in response.text
 
 
-def test_off_by_default(toy_service: ModelService[Any, Any]) -> None:
-    for client in started(toy_service):
+def test_off_only_when_allowed(toy_service: ModelService[Any, Any]) -> None:
+    for client in started(toy_service, allow_unauthenticated=True):
         assert client.post("/scale", json=ROWS).status_code == 200
         assert client.post("/v2/models/toy/infer", json=V2_BODY).status_code == 200
         assert "securitySchemes" not in client.get("/openapi.json").json()["components"]
@@ -123,11 +124,25 @@ def test_unusable_token_files_are_one_line_errors(tmp_path: Path, content: str |
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod-eu", "anything"])
+def test_without_tokens_a_worker_refuses_to_start_unless_allowed(
+    toy_service: ModelService[Any, Any], environment: str
+) -> None:
+    with pytest.raises(TokenError, match="no AUTH_TOKEN_FILE or AUTH_TOKEN: give the tokens") as refused:
+        create_app(toy_service, Settings(environment=environment, allow_unauthenticated=False))
+    assert "ALLOW_UNAUTHENTICATED=true" in str(refused.value) and "\n" not in str(refused.value)
+    assert configured_tokens(Settings(environment=environment, allow_unauthenticated=True)) == ()
+    assert configured_tokens(
+        Settings(environment=environment, allow_unauthenticated=False, auth_token=SecretStr(TOKEN))
+    ) == (TOKEN.encode(),)
+
+
 @pytest.mark.parametrize("environment", ["prod", "production", "PROD"])
-def test_prod_without_tokens_refuses_to_start(toy_service: ModelService[Any, Any], environment: str) -> None:
+def test_prod_without_tokens_refuses_to_start_even_when_allowed(
+    toy_service: ModelService[Any, Any], environment: str
+) -> None:
     with pytest.raises(TokenError, match=f"ENVIRONMENT={environment} needs AUTH_TOKEN_FILE or AUTH_TOKEN"):
-        create_app(toy_service, Settings(environment=environment))
+        create_app(toy_service, Settings(environment=environment, allow_unauthenticated=True))
     assert configured_tokens(Settings(environment=environment, auth_token=SecretStr(TOKEN))) == (
         TOKEN.encode(),
     )
-    assert configured_tokens(Settings(environment="staging")) == ()

@@ -383,6 +383,11 @@ def assert_same_predictions(retrained: Any, committed: Any, what: str = "") -> N
         np.testing.assert_array_equal(retrained, committed, err_msg=what)
 
 
+def as_served(service: ModelService[Any, Any], loaded: LoadedModel) -> LoadedModel:
+    """A loaded model as the service serves it: after its `prepare` (arrays into a model), if any."""
+    return service.prepare(loaded) if service.prepare is not None else loaded
+
+
 def retrained_and_committed(
     train_main: Callable[[list[str]], None], service: ModelService[Any, Any], output_dir: Path
 ) -> tuple[LoadedModel, LoadedModel]:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 
 from modelserving.artifacts import ModelCard, save_model
@@ -109,8 +111,43 @@ class Dataset:
         scores = cross_val_score(estimator, self.features, self.target, cv=splitter, scoring=scoring)
         return float(np.mean(scores))
 
+    def scored(self, model: Any, *, metric: str) -> float:
+        """`metric` (a scikit-learn scorer name) of `model` on these examples: a scikit-learn
+        estimator, or any model with `predict` (and, a classifier, `classes` and `predict_proba`),
+        such as the arrays a service serves (`modelserving.linear.LinearModel`)."""
+        return float(get_scorer(metric)(_as_estimator(model), self.features, self.target))
+
     def _with(self, features: np.ndarray, target: np.ndarray) -> "Dataset":
         return Dataset(self.columns, features, self.target_column, target)
+
+
+class _Regressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
+    """A model scikit-learn's scorers can call: its `predict`, as a fitted estimator's."""
+
+    def __init__(self, model: Any = None) -> None:
+        self.model = model
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(features))
+
+
+class _Classifier(ClassifierMixin, _Regressor):  # type: ignore[misc]
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(features))
+
+
+def _as_estimator(model: Any) -> Any:
+    if isinstance(model, BaseEstimator):
+        return model
+    classes = getattr(model, "classes", None)
+    if classes is None:
+        return _Regressor(model)
+    view = _Classifier(model)
+    view.classes_ = np.asarray(classes)
+    return view
 
 
 def summary(card: ModelCard, output_dir: Path) -> str:

@@ -50,6 +50,12 @@ def test_sigterm_stops_cleanly_with_json_logs(server: tuple[subprocess.Popen[str
     access = [r for r in records if r.get("request_id") == "trace-me"]
     assert access and access[0]["path"] == "/livez" and access[0]["status"] == 200
     assert any(r["message"] == "model ready" for r in records)
+    # Served without tokens (the tests allow it, as `./pants run` does), and said so at start-up.
+    assert any(
+        r["level"] == "warning"
+        and r["message"] == "serving WITHOUT authentication: ALLOW_UNAUTHENTICATED=true"
+        for r in records
+    )
 
 
 def test_request_in_flight_at_sigterm_completes() -> None:
@@ -75,6 +81,10 @@ def test_request_in_flight_at_sigterm_completes() -> None:
         ),
         ({"AUTH_TOKEN": "short"}, "auth tokens must be at least 16 printable ASCII characters"),
         ({"ENVIRONMENT": "prod"}, "ENVIRONMENT=prod needs AUTH_TOKEN_FILE or AUTH_TOKEN"),
+        (
+            {"ALLOW_UNAUTHENTICATED": "false"},
+            "no AUTH_TOKEN_FILE or AUTH_TOKEN: give the tokens clients must send",
+        ),
         ({"ROOT_PATH": "titanic/"}, "invalid setting ROOT_PATH='titanic/'"),
     ],
 )

@@ -52,14 +52,15 @@ def titanic_url(
     request: pytest.FixtureRequest, gateway_routes: list[Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Where a person opens the docs: the server itself, or the gateway's host and prefix."""
-    (route,) = gateway_routes
-    with running_server("titanic.main", LOG_LEVEL="warning", ROOT_PATH=route.prefix) as (_, url):
+    prefix = f"/{GATEWAY_OVERLAY[0]}"
+    (host,) = {route.host for route in gateway_routes}
+    with running_server("titanic.main", LOG_LEVEL="warning", ROOT_PATH=prefix) as (_, url):
         if request.param == "direct":
             yield url
             return
-        backends = {route: url.removeprefix("http://")}
+        backends = {route: url.removeprefix("http://") for route in gateway_routes}
         with running_gateway(tmp_path_factory.mktemp("nginx"), backends) as gateway:
-            yield f"http://{route.host}:{gateway.rpartition(':')[2]}{route.prefix}"
+            yield f"http://{host}:{gateway.rpartition(':')[2]}{prefix}"
 
 
 def chromium_flags(gateway_hosts: list[str]) -> list[str]:

@@ -7,12 +7,14 @@ prefix, nothing else is routed, and nginx refuses bodies over the limit the app 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
+import grpc  # type: ignore[import]
 import httpx
 import pytest
 from containers.engine import built_image, docker_client
@@ -21,9 +23,15 @@ from gateway.nginx import Route, grpc_routes, ingress_routes, running_gateway
 from k8s.overlays import render
 from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
-from modelserving.testing import free_port
+from modelserving.testing import free_port, raised
 
 ENVIRONMENT = "staging"  # plain HTTP; prod adds TLS to the same routes
+
+
+# Staging requires tokens (from a mounted Secret, which tests/containers/test_pod_equivalent.py
+# reproduces); here the images get one as AUTH_TOKEN, and every call carries it.
+TOKEN = secrets.token_urlsafe(32)
+AUTHORIZED = {"authorization": f"Bearer {TOKEN}"}
 
 
 class Gateway:
@@ -36,15 +44,17 @@ class Gateway:
     def call(
         self, method: str, path: str, headers: dict[str, str] | None = None, **options: Any
     ) -> httpx.Response:
-        """A request to the gateway, for its host unless `headers` name another."""
-        headers = {"host": self.host, **(headers or {})}
+        """A request to the gateway with the token, for its host unless `headers` name another."""
+        headers = {"host": self.host, **AUTHORIZED, **(headers or {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **options)
 
 
-def run_image(docker: str, service: str, env: dict[str, str], stack: ExitStack) -> tuple[str, str]:
-    """The service's image under a Pod's constraints, with its overlay's settings: its URL, and
-    its gRPC address."""
+def run_image(docker: str, service: str, config: dict[str, str], stack: ExitStack) -> tuple[str, str]:
+    """The service's image under a Pod's constraints, with its overlay's settings (the token given
+    as AUTH_TOKEN): its URL, and its gRPC address."""
     port, grpc_port = free_port(), free_port()
+    env = {name: value for name, value in config.items() if name != "AUTH_TOKEN_FILE"}
+    env["AUTH_TOKEN"] = TOKEN
     ports = {"PORT": str(port), "GRPC_PORT": str(grpc_port)}
     flags = [flag for name, value in {**env, **ports}.items() for flag in ("-e", f"{name}={value}")]
     container = subprocess.check_output(
@@ -87,11 +97,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             direct[service], grpc_address = run_image(docker, service, config[service], stack)
             for route in ingress_routes(objects):
                 backends[route] = direct[service].removeprefix("http://")
-            (grpc_route,) = grpc_routes(objects)
-            assert grpc_route.host == f"{service}.{ingress_routes(objects)[0].host}"
-            grpc_backends[grpc_route] = grpc_address
+            for route in grpc_routes(objects):
+                assert route.host == f"{service}.{ingress_routes(objects)[0].host}"
+                grpc_backends[route] = grpc_address
         (host,) = {route.host for route in backends}
-        assert sorted(route.prefix for route in backends) == sorted(f"/{s}" for s in SERVICES)
+        assert {route.path.split("/")[1] for route in backends} == set(SERVICES)
         grpc_port = free_port()
         url = stack.enter_context(
             running_gateway(tmp_path_factory.mktemp("nginx"), backends, grpc_port, grpc_backends)
@@ -104,18 +114,18 @@ def test_each_model_answers_through_its_prefix(gateway: Gateway, service: str) -
     path, rows = prediction_request(service)
     through = gateway.call("POST", f"/{service}{path}", json=rows)
     assert through.status_code == 200, through.text
-    assert through.json() == httpx.post(gateway.direct[service] + path, json=rows).json()
+    assert through.json() == httpx.post(gateway.direct[service] + path, json=rows, headers=AUTHORIZED).json()
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_each_model_answers_grpc_through_its_own_host(gateway: Gateway, service: str) -> None:
-    through = grpc_prediction(service, gateway.grpc, authority=f"{service}.{gateway.host}")
-    assert through == rest_prediction(service, gateway.direct[service])
+    through = grpc_prediction(service, gateway.grpc, token=TOKEN, authority=f"{service}.{gateway.host}")
+    assert through == rest_prediction(service, gateway.direct[service], token=TOKEN)
     with pytest.raises(InferenceServerException):  # another service's host: not this model
         other = next(name for name in sorted(SERVICES) if name != service)
-        grpc_prediction(service, gateway.grpc, authority=f"{other}.{gateway.host}")
+        grpc_prediction(service, gateway.grpc, token=TOKEN, authority=f"{other}.{gateway.host}")
     with pytest.raises(InferenceServerException):  # no such host
-        grpc_prediction(service, gateway.grpc, authority=f"nope.{gateway.host}")
+        grpc_prediction(service, gateway.grpc, token=TOKEN, authority=f"nope.{gateway.host}")
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -133,19 +143,55 @@ def test_docs_work_under_the_prefix(gateway: Gateway, service: str) -> None:
     assert asset.status_code == 200
 
 
+INSIDE_THE_CLUSTER = [
+    "/metrics",
+    "/livez",
+    "/readyz",
+    "/health_check",
+    "/health_check/load_balancer",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+]
+
+
 @pytest.mark.parametrize(
     ("host", "path"),
     [
         (None, "/livez"),  # no prefix
-        (None, "/nope/livez"),  # no such model
-        (None, "/titanicx/livez"),  # a prefix is a whole path segment
-        ("elsewhere.example.com", "/titanic/livez"),  # not the environment's host
+        (None, "/nope/v2/models/nope"),  # no such model
+        (None, "/titanicx/v2/models/titanic"),  # a prefix is a whole path segment
+        ("elsewhere.example.com", "/titanic/v2/models/titanic"),  # not the environment's host
+        (None, "/titanic/docsx"),
     ],
 )
 def test_nothing_else_is_routed(gateway: Gateway, host: str | None, path: str) -> None:
     response = gateway.call("GET", path, headers={"host": host or gateway.host})
     assert response.status_code == 404
     assert response.headers.get("server", "").startswith("nginx"), "the gateway itself must refuse it"
+
+
+@pytest.mark.parametrize("path", INSIDE_THE_CLUSTER)
+def test_metrics_probes_and_health_stay_inside_the_cluster(gateway: Gateway, path: str) -> None:
+    """The app answers each (Prometheus and the kubelet reach the pods); the gateway does not."""
+    assert httpx.get(gateway.direct["titanic"] + path, timeout=10).status_code == 200
+    response = gateway.call("GET", f"/titanic{path}")
+    assert response.status_code == 404
+    assert response.headers.get("server", "").startswith("nginx"), "the gateway itself must refuse it"
+
+
+@pytest.mark.parametrize("method", ["ServerMetadata", "ServerLive", "ServerReady"])
+def test_only_the_models_rpcs_are_routed(gateway: Gateway, method: str) -> None:
+    with grpc.insecure_channel(
+        gateway.grpc, options=[("grpc.default_authority", f"titanic.{gateway.host}")]
+    ) as channel:
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"", timeout=10)
+        assert raised(refused).code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE)
+        health = channel.unary_unary("/grpc.health.v1.Health/Check")
+        with pytest.raises(grpc.RpcError):
+            health(b"", timeout=10)
 
 
 def test_the_gateway_refuses_bodies_over_the_apps_limit(gateway: Gateway) -> None:

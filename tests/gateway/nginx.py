@@ -1,14 +1,15 @@
 """The gateway as the rendered Ingress declares it, run by Debian's nginx on loopback.
 
-`ingress_routes` reads the Ingress objects of rendered overlays: per host, each path prefix
-and its body limit; `grpc_routes`, the gRPC Ingresses' hosts (backend protocol GRPC).
+`ingress_routes` reads the Ingress objects of rendered overlays: per host, each path (Exact or
+Prefix) and its body limit; `grpc_routes`, the gRPC Ingresses' (backend protocol GRPC).
 `running_gateway` writes an nginx configuration routing exactly those (`Prefix` as
-ingress-nginx reads it: the path itself and everything under it), each prefix to the backend
-the test says serves it, with the prefix kept as the Ingress keeps it, and a default server
-answering 404 to anything else; each gRPC host goes, over HTTP/2, to its backend's gRPC port,
-on a listener of its own (cleartext HTTP/2 here; ingress-nginx negotiates it over TLS). nginx
-runs in the foreground until the block ends. Tests reach it on its port with the host's name
-in the Host header (gRPC: the channel's authority).
+ingress-nginx reads it: the path itself and everything under it; `Exact`, the path alone),
+each to the backend the test says serves it, with the path kept as the Ingress keeps it, and a
+default server and location answering 404 to anything else; each gRPC host's paths go, over
+HTTP/2, to its backend's gRPC port, on a listener of its own (cleartext HTTP/2 here;
+ingress-nginx negotiates it over TLS). nginx runs in the foreground until the block ends.
+Tests reach it on its port with the host's name in the Host header (gRPC: the channel's
+authority).
 """
 
 from __future__ import annotations
@@ -34,38 +35,44 @@ BACKEND_PROTOCOL_ANNOTATION = "nginx.ingress.kubernetes.io/backend-protocol"
 @dataclass(frozen=True)
 class Route:
     host: str
-    prefix: str  # an Ingress path of pathType Prefix
+    path: str
+    exact: bool  # pathType Exact; else Prefix
     body_size: str  # nginx's syntax, as the annotation gives it
 
+    def locations(self) -> list[str]:
+        """nginx's `location` matches for the path, as ingress-nginx reads its pathType."""
+        if self.exact:
+            return [f"= {self.path}"]
+        prefix = self.path.rstrip("/")
+        return [f"= {prefix}", f"{prefix}/"]
 
-def _ingresses(objects: list[dict[str, Any]], grpc: bool) -> Iterator[tuple[dict[str, Any], str]]:
-    """The REST (or gRPC) Ingress objects, each with its body limit."""
+
+def _routes(objects: list[dict[str, Any]], grpc: bool) -> list[Route]:
+    """Every path of the REST (or gRPC) Ingress objects, with its host and body limit."""
+    routes = []
     for ingress in (obj for obj in objects if obj["kind"] == "Ingress"):
         annotations = ingress["metadata"].get("annotations") or {}
-        if (annotations.get(BACKEND_PROTOCOL_ANNOTATION) == "GRPC") == grpc:
-            yield ingress, annotations.get(BODY_SIZE_ANNOTATION, "1m")
-
-
-def grpc_routes(objects: list[dict[str, Any]]) -> list[Route]:
-    """Each gRPC Ingress's host: everything on it goes to the backend's gRPC port."""
-    routes = []
-    for ingress, body_size in _ingresses(objects, grpc=True):
+        if (annotations.get(BACKEND_PROTOCOL_ANNOTATION) == "GRPC") != grpc:
+            continue
         for rule in ingress["spec"]["rules"]:
-            assert [path["path"] for path in rule["http"]["paths"]] == [
-                "/"
-            ], f"a gRPC host routes all: {rule}"
-            routes.append(Route(rule["host"], "/", body_size))
+            for path in rule["http"]["paths"]:
+                assert path["pathType"] in (
+                    "Exact",
+                    "Prefix",
+                ), f"only Exact and Prefix are routed here: {path}"
+                exact = path["pathType"] == "Exact"
+                routes.append(
+                    Route(rule["host"], path["path"], exact, annotations.get(BODY_SIZE_ANNOTATION, "1m"))
+                )
     return routes
 
 
 def ingress_routes(objects: list[dict[str, Any]]) -> list[Route]:
-    routes = []
-    for ingress, body_size in _ingresses(objects, grpc=False):
-        for rule in ingress["spec"]["rules"]:
-            for path in rule["http"]["paths"]:
-                assert path["pathType"] == "Prefix", f"only Prefix paths are routed here: {path}"
-                routes.append(Route(rule["host"], path["path"].rstrip("/"), body_size))
-    return routes
+    return _routes(objects, grpc=False)
+
+
+def grpc_routes(objects: list[dict[str, Any]]) -> list[Route]:
+    return _routes(objects, grpc=True)
 
 
 def nginx_configuration(
@@ -75,34 +82,32 @@ def nginx_configuration(
     grpc_port: int = 0,
     grpc: Mapping[Route, str] | None = None,
 ) -> str:
-    """`backends`: each route's upstream (`127.0.0.1:<port>`); `grpc`: each gRPC host's, served on
+    """`backends`: each route's upstream (`127.0.0.1:<port>`); `grpc`: each gRPC route's, served on
     `grpc_port`."""
-    servers: dict[str, list[str]] = {}
-    for route, upstream in backends.items():
-        proxy = (
-            f"proxy_pass http://{upstream}; proxy_set_header Host $host; "
-            f"client_max_body_size {route.body_size};"
-        )
-        servers.setdefault(route.host, []).extend(
-            [f"location = {route.prefix} {{ {proxy} }}", f"location {route.prefix}/ {{ {proxy} }}"]
-        )
+
+    def servers(routes: Mapping[Route, str], proxy: str, listen: str) -> list[str]:
+        hosts: dict[str, list[str]] = {}
+        for route, upstream in routes.items():
+            directives = proxy.format(upstream=upstream) + f" client_max_body_size {route.body_size};"
+            hosts.setdefault(route.host, []).extend(
+                f"location {match} {{ {directives} }}" for match in route.locations()
+            )
+        refuse = "location / { return 404; }"
+        return [
+            f"server {{ listen {listen}; server_name {host}; {' '.join(locations)} {refuse} }}"
+            for host, locations in hosts.items()
+        ]
+
     temp = " ".join(
         f"{kind}_temp_path {directory / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    blocks = [
-        f"server {{ listen 127.0.0.1:{port}; server_name {host}; "
-        f"{' '.join(locations)} location / {{ return 404; }} }}"
-        for host, locations in servers.items()
-    ]
-    grpc = grpc or {}
+    blocks = servers(
+        backends, "proxy_pass http://{upstream}; proxy_set_header Host $host;", f"127.0.0.1:{port}"
+    )
     if grpc:
         blocks.append(f"server {{ listen 127.0.0.1:{grpc_port} http2 default_server; return 404; }}")
-    blocks += [
-        f"server {{ listen 127.0.0.1:{grpc_port} http2; server_name {route.host}; "
-        f"client_max_body_size {route.body_size}; location / {{ grpc_pass grpc://{upstream}; }} }}"
-        for route, upstream in grpc.items()
-    ]
+        blocks += servers(grpc, "grpc_pass grpc://{upstream};", f"127.0.0.1:{grpc_port} http2")
     return (
         f"pid {directory / 'nginx.pid'}; error_log stderr; events {{}}\n"
         f"http {{ access_log off; {temp}\n"

@@ -635,27 +635,44 @@ def peer_names(peer: Obj) -> tuple[str | None, str | None]:
     return namespace.get("kubernetes.io/metadata.name"), pod
 
 
+# What clients call, under a service's ROOT_PATH, after its predict route (paths[0]): nothing else.
+CLIENT_PATHS = [
+    ("/v2/models", "Prefix"),
+    ("/docs", "Prefix"),
+    ("/redoc", "Exact"),
+    ("/openapi.json", "Exact"),
+    ("/", "Exact"),
+]
+GRPC_CLIENT_METHODS = ["ModelInfer", "ModelMetadata", "ModelReady"]
+
+
 def ingress_checks(p: Policy, ing: Obj, service: str, env: str, config: dict[str, str], svc: Obj) -> None:
-    """The service's way in: one rule, its ROOT_PATH as a prefix, the Service's http port, the
-    body limit the app enforces, and TLS in prod."""
+    """The service's way in: one rule, only the routes clients call (its predict route, the
+    protocol's model routes and the docs) under its ROOT_PATH, the Service's http port, the body
+    limit the app enforces, and TLS in prod."""
     rules = get(ing, "spec.rules") or []
     paths = [path for rule in rules for path in get(rule, "http.paths") or []]
+    routes = [(x.get("path"), x.get("pathType")) for x in paths]
+    root = f"/{service}"
     p.check("ing-class", get(ing, "spec.ingressClassName") == "nginx", ing, "spec.ingressClassName", "nginx")
     p.check(
         "ing-root-path",
-        config.get("ROOT_PATH") == f"/{service}"
+        config.get("ROOT_PATH") == root
         and len(rules) == 1
-        and [(x.get("path"), x.get("pathType")) for x in paths] == [(f"/{service}", "Prefix")],
+        and len(routes) == 1 + len(CLIENT_PATHS)
+        and routes[0][1] == "Exact"
+        and str(routes[0][0]).startswith(root + "/predict")
+        and routes[1:] == [(root + path, kind) for path, kind in CLIENT_PATHS],
         ing,
         "spec.rules[0].http.paths",
-        f"one Prefix path, /{service}, the service's ROOT_PATH",
+        f"its predict route, then {[root + path for path, _ in CLIENT_PATHS]}: never metrics or probes",
     )
     p.check(
         "ing-backend",
-        [get(x, "backend.service") for x in paths]
-        == [{"name": svc["metadata"]["name"], "port": {"name": "http"}}],
+        {str(get(x, "backend.service")) for x in paths}
+        == {str({"name": svc["metadata"]["name"], "port": {"name": "http"}})},
         ing,
-        "spec.rules[0].http.paths[0].backend",
+        "spec.rules[0].http.paths[].backend",
         "the service's Service, port http",
     )
     limit = get(ing, "metadata.annotations") or {}
@@ -682,7 +699,7 @@ def ingress_checks(p: Policy, ing: Obj, service: str, env: str, config: dict[str
 def grpc_ingress_checks(
     p: Policy, ing: Obj, service: str, env: str, config: dict[str, str], svc: Obj, rest: Obj
 ) -> None:
-    """The gRPC API's way in: HTTP/2 to the Service's grpc port, everything on a host of the
+    """The gRPC API's way in: HTTP/2 to the Service's grpc port, the model's RPCs on a host of the
     service's own (<service>.<the REST host>), the same body limit, and TLS in prod."""
     rules = get(ing, "spec.rules") or []
     paths = [path for rule in rules for path in get(rule, "http.paths") or []]
@@ -706,13 +723,16 @@ def grpc_ingress_checks(
         "spec.rules[].host",
         f"{service}.{rest_host}",
     )
+    backend = {"name": svc["metadata"]["name"], "port": {"name": "grpc"}}
     p.check(
         "grpc-ing-route",
         [(x.get("path"), x.get("pathType"), get(x, "backend.service")) for x in paths]
-        == [("/", "Prefix", {"name": svc["metadata"]["name"], "port": {"name": "grpc"}})],
+        == [
+            (f"/inference.GRPCInferenceService/{method}", "Exact", backend) for method in GRPC_CLIENT_METHODS
+        ],
         ing,
         "spec.rules[0].http.paths",
-        "everything on its host to the Service's grpc port",
+        f"only the model's RPCs ({', '.join(GRPC_CLIENT_METHODS)}) to the Service's grpc port",
     )
     p.check(
         "grpc-ing-body-size",
@@ -742,8 +762,8 @@ def nginx_size(value: str) -> int:
 
 
 def auth_checks(p: Policy, deploy: Obj, service: str, env: str, config: dict[str, str]) -> None:
-    """Prod requires bearer tokens, from the service's own mounted Secret (never a literal);
-    other environments run open."""
+    """Staging and prod require bearer tokens, from the service's own mounted Secret (never a
+    literal); dev alone serves without them, and says so (ALLOW_UNAUTHENTICATED=true)."""
     pod = deploy["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     env_vars = {e["name"]: e for e in c.get("env") or []}
@@ -756,11 +776,23 @@ def auth_checks(p: Policy, deploy: Obj, service: str, env: str, config: dict[str
         "no token in the manifest",
     )
     token_file = config.get("AUTH_TOKEN_FILE")
-    if env != "prod":
+    open_by_choice = config.get("ALLOW_UNAUTHENTICATED") == "true"
+    if env == "dev":
         p.check(
-            "auth-prod-only", token_file is None, deploy, "ConfigMap data.AUTH_TOKEN_FILE", "auth is for prod"
+            "auth-dev-open",
+            token_file is None and open_by_choice,
+            deploy,
+            "ConfigMap data.ALLOW_UNAUTHENTICATED",
+            "dev serves without tokens, on purpose: ALLOW_UNAUTHENTICATED=true and no AUTH_TOKEN_FILE",
         )
         return
+    p.check(
+        "auth-not-open",
+        not open_by_choice,
+        deploy,
+        "ConfigMap data.ALLOW_UNAUTHENTICATED",
+        f"{env} never serves without tokens",
+    )
     mounts = [
         m for m in c.get("volumeMounts") or [] if token_file and token_file.startswith(m["mountPath"] + "/")
     ]
@@ -775,7 +807,7 @@ def auth_checks(p: Policy, deploy: Obj, service: str, env: str, config: dict[str
         and token_file == f"{mounts[0]['mountPath']}/{secret['items'][0]['path']}",
         deploy,
         "ConfigMap data.AUTH_TOKEN_FILE",
-        f"prod reads tokens from a read-only mount of its own required Secret, {service}-api-tokens",
+        f"{env} reads tokens from a read-only mount of its own required Secret, {service}-api-tokens",
     )
 
 
