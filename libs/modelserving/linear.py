@@ -28,7 +28,7 @@ def export(pipeline: Any) -> dict[str, np.ndarray]:
     """The arrays of a fitted linear model (or a pipeline of a StandardScaler and one)."""
     steps = [step for _, step in getattr(pipeline, "steps", [("model", pipeline)])]
     *preprocessing, model = steps
-    width = np.asarray(model.coef_).shape[-1] if hasattr(model, "coef_") else 0
+    width = _columns(np.asarray(model.coef_)) if hasattr(model, "coef_") else 0
     mean, scale = np.zeros(width), np.ones(width)
     for step in preprocessing:
         if type(step).__name__ != "StandardScaler":
@@ -68,7 +68,7 @@ class LinearModel:
         if self.classes is None:
             raise TypeError("a regressor has no class probabilities")
         scores = self.decision(features)
-        if scores.shape[1] == 1:  # two classes: the logistic of the one score
+        if _columns(scores) == 1:  # two classes: the logistic of the one score
             positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
             return np.column_stack([1.0 - positive, positive])
         scores = scores - scores.max(axis=1, keepdims=True)
@@ -80,4 +80,8 @@ class LinearModel:
             best = np.argmax(self.predict_proba(features), axis=1)
             return self.classes[best]  # type: ignore[no-any-return]
         scores = self.decision(features)
-        return scores[:, 0] if scores.shape[1] == 1 else scores  # type: ignore[no-any-return]
+        return scores[:, 0] if _columns(scores) == 1 else scores  # type: ignore[no-any-return]
+
+
+def _columns(array: np.ndarray) -> int:
+    return int(np.shape(array)[-1])
