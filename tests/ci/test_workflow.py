@@ -7,6 +7,7 @@ and its jobs are read to check that they call the scripts tests/ci exercises.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,11 +49,44 @@ def test_the_validation_catches_a_broken_workflow(tmp_path: Path) -> None:
 
 
 def test_pull_requests_build_only_what_changed_since_their_base_branch() -> None:
-    job = workflow()["jobs"]["changed"]
+    job = workflow()["jobs"]["pull-request"]
     (checkout,) = (step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0, "the merge base must be in the clone"
-    assert '.ci/changed "origin/$BASE_REF"' in run_steps("changed")
-    assert '.ci/changed "$BEFORE" --publish' in run_steps("changed")
+    assert '.ci/changed "origin/$BASE_REF"' in run_steps("pull-request")
+    assert '.ci/changed "$BEFORE" --publish' in run_steps("publish")
+
+
+def test_every_action_is_pinned_by_commit() -> None:
+    text = WORKFLOW.read_text()
+    uses = re.findall(r"^\s*(?:- )?uses: (\S+)(.*)$", text, flags=re.MULTILINE)
+    assert uses
+    for action, comment in uses:
+        name, _, ref = action.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action}: pin a commit, not a tag or branch"
+        assert re.fullmatch(r" # v\d+\.\d+\.\d+", comment), f"{action}: say which release the commit is"
+
+
+def test_code_from_pull_requests_never_runs_where_registry_credentials_are() -> None:
+    jobs = workflow()["jobs"]
+    credentialed = {name for name, job in jobs.items() if "secrets." in yaml.safe_dump(job)}
+    assert credentialed == {"publish"}
+    untrusted = {name for name, job in jobs.items() if "pull_request" in job.get("if", "")}
+    assert untrusted == {"pull-request"}
+    pools = {
+        name: set(job["runs-on"]) - {"self-hosted", "linux", "x64", "debian-12"} for name, job in jobs.items()
+    }
+    assert pools["pull-request"] == {"pull-requests"}
+    assert all(pools[name] == {"trusted"} for name in jobs if name != "pull-request"), pools
+    assert (
+        "pull_request_target" not in workflow()[True]
+    ), "it would run fork code with this repository's secrets"
+    publish = jobs["publish"]
+    assert publish["if"] == "github.event_name == 'push'" and publish["environment"] == "registry"
+    assert publish["env"]["DOCKER_CONFIG"].startswith("${{ runner.temp }}")
+    for job in jobs.values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@") and job is not jobs["repin"]:
+                assert step["with"]["persist-credentials"] is False
 
 
 def test_the_full_build_is_ci_run() -> None:

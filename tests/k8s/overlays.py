@@ -26,6 +26,13 @@ Obj = dict[str, Any]
 Rendered = list[Obj]
 
 
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if not found:
+        pytest.fail("promtool not found: ./pants test installs it (3rdparty/system/tools.txt)", pytrace=False)
+    return found
+
+
 def kubectl() -> str:
     found = shutil.which("kubectl") or "/usr/bin/kubectl"
     if not os.access(found, os.X_OK):

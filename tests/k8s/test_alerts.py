@@ -5,25 +5,17 @@ covered both ways, and what the overlays ship is exactly the tested file.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from k8s.overlays import OVERLAYS, render
+from k8s.overlays import OVERLAYS, promtool, render
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "k8s" / "components" / "environment"
 RULES, TESTS = RULES_DIR / "alerts.rules.yaml", RULES_DIR / "alerts.test.yaml"
 CONFIG_MAP = "modelserving-alerts"
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if not found:
-        pytest.fail("promtool not found: ./pants test installs it (3rdparty/system/tools.txt)", pytrace=False)
-    return found
 
 
 def alert_names() -> set[str]:
