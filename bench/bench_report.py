@@ -33,6 +33,44 @@ TARGETS = {
 }
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of `values` lie (the nearest rank); 0 without values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+# Issue #24's overload targets: each case's goodput over its capacity, at each multiple of it
+# (None: reported, no target), then what must hold in every case and at every rate.
+GOODPUT_TARGETS = {(100, 3): 0.9, (100, 10): 0.8, (1, 3): 0.6, (1, 10): None}
+OVERLOAD_TARGETS = {
+    "refused_p99_ms": (5.0, "max"),
+    "livez_p99_ms": (50.0, "max"),
+    "rss_growth_mb": (50.0, "max"),
+    "recovery_seconds": (1.0, "max"),
+}
+
+
+def overload_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each overload figure with a target, whether it is met."""
+    checked = []
+    for result in report.get("overload", []):
+        goodput = GOODPUT_TARGETS.get((result["rows"], result["multiple"]))
+        targets = {**({"goodput_ratio": (goodput, "min")} if goodput else {}), **OVERLOAD_TARGETS}
+        for figure, (target, kind) in targets.items():
+            value = result[figure]
+            checked.append(
+                {
+                    "case": f"{result['case']}, {result['multiple']}x",
+                    "figure": figure,
+                    "value": value,
+                    "target": target,
+                    "kind": kind,
+                    "met": value >= target if kind == "min" else value <= target,
+                }
+            )
+    return checked
+
+
 def find(
     report: dict[str, Any], scenario: str, *, workers: int = 1, concurrency: int = 16, batching: bool = True
 ) -> dict[str, Any]:
@@ -141,6 +179,24 @@ def table(report: dict[str, Any]) -> str:
             f"{name:<45} {ratio['value']:>9} (target {sign} {ratio['target']})"
             f" {'met' if ratio['met'] else 'NOT MET'}"
         )
+    if report.get("overload"):
+        lines += ["", "overload (open-loop, callers with 1 s deadlines):"]
+        lines.append(
+            f"{'case':<44} {'capacity':>9} {'goodput':>8} {'refused p99':>12} {'livez p99':>10}"
+            f" {'RSS +MB':>8} {'recovery s':>10}"
+        )
+        for r in report["overload"]:
+            lines.append(
+                f"{r['case'] + ', ' + str(r['multiple']) + 'x':<44} {r['capacity_per_second']:>9.0f}"
+                f" {r['goodput_ratio']:>8.2f} {r['refused_p99_ms']:>12.1f} {r['livez_p99_ms']:>10.1f}"
+                f" {r['rss_growth_mb']:>8.1f} {r['recovery_seconds']:>10.2f}"
+            )
+        checked = report.get("overload_targets", [])
+        unmet = [t for t in checked if not t["met"]]
+        lines.append(f"overload targets: {len(checked) - len(unmet)} met, {len(unmet)} not met")
+        for t in unmet:
+            sign = ">=" if t["kind"] == "min" else "<="
+            lines.append(f"  NOT MET: {t['case']}: {t['figure']} {t['value']} (target {sign} {t['target']})")
     return "\n".join(lines)
 
 

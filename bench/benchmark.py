@@ -20,6 +20,9 @@ p99: the highest), every other round in the opposite order, and the whole pass r
 `--rounds` times (3): each figure is the median of its rounds, and each ratio the median
 of its per-round ratios.
 
+Then the overload scenario (`overload.py`): open-loop arrivals at 3 and 10 times each case's
+capacity, from callers with 1 s deadlines, over REST and gRPC.
+
 Results: a table on stdout, bench/results/results.json and bench/results/results.png,
 with the CPU model and count. These are figures, not pass marks: nothing here fails
 on a number (the harness's smoke test only checks that it measures).
@@ -47,7 +50,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench_report import COMPARED, GRPC_1, TITANIC_1, ratios, render_chart, table
+from bench_report import (
+    COMPARED,
+    GRPC_1,
+    TITANIC_1,
+    overload_targets,
+    percentile,
+    ratios,
+    render_chart,
+    table,
+)
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,23 +108,36 @@ V2_PASSENGER = {
     ]
 }
 CONTENTS = {"INT64": "int64_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
-# The same passenger as one gRPC ModelInfer call, framed as on the wire (uncompressed, then the
-# message's length, big-endian).
-GRPC_PASSENGER = pb.ModelInferRequest(
-    model_name="titanic",
-    inputs=[
-        pb.ModelInferRequest.InferInputTensor(
-            name=name,
-            datatype=datatype,
-            shape=[1],
-            contents=pb.InferTensorContents(
-                **{CONTENTS[datatype]: [value.encode() if datatype == "BYTES" else value]}
-            ),
-        )
-        for name, datatype, value in PASSENGER_TENSORS
-    ],
-).SerializeToString()
-GRPC_FRAME = b"\x00" + len(GRPC_PASSENGER).to_bytes(4, "big") + GRPC_PASSENGER
+
+
+def grpc_request(rows: int) -> bytes:
+    """The same passenger `rows` times as one gRPC ModelInfer request, serialised."""
+    request = pb.ModelInferRequest(
+        model_name="titanic",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name=name,
+                datatype=datatype,
+                shape=[rows],
+                contents=pb.InferTensorContents(
+                    **{CONTENTS[datatype]: [value.encode() if datatype == "BYTES" else value] * rows}
+                ),
+            )
+            for name, datatype, value in PASSENGER_TENSORS
+        ],
+    )
+    serialised: bytes = request.SerializeToString()
+    return serialised
+
+
+def grpc_frame(rows: int) -> bytes:
+    """That request as a gRPC call's frame on the wire: uncompressed, then its length, big-endian."""
+    message = grpc_request(rows)
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+GRPC_PASSENGER = grpc_request(1)
+GRPC_FRAME = grpc_frame(1)
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 # app -> its PEX, where `./pants package` puts it under dist/
@@ -340,18 +365,14 @@ def h2load_figures(output: str, log: str) -> dict[str, int]:
     if not finished or not requests:
         raise ValueError(f"h2load printed no summary this harness can read:\n{output}")
     counts = {name: int(value) for name, value in requests.groupdict().items()}
-    times = sorted(int(line.split("\t")[2]) for line in log.splitlines() if line.strip())
-
-    def percentile(fraction: float) -> int:
-        return times[min(len(times) - 1, int(fraction * len(times)))] if times else 0
-
+    times = [float(line.split("\t")[2]) for line in log.splitlines() if line.strip()]
     return {
         "requests": counts["done"],
         "duration_us": round(float(finished[1]) * MICROSECONDS[finished[2]]),
         "errors": counts["errored"] + counts["timeout"],
         "non_2xx": counts["done"] - counts["succeeded"],
-        "p50_us": percentile(0.5),
-        "p99_us": percentile(0.99),
+        "p50_us": round(percentile(times, 0.5)),
+        "p99_us": round(percentile(times, 0.99)),
     }
 
 
@@ -644,29 +665,52 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=3, help="passes over every scenario; figures are medians"
     )
     parser.add_argument("--warmup", type=float, default=2, help="seconds of load before measuring")
-    parser.add_argument("--output", type=Path, default=Path("bench/results"), help="where results go")
+    parser.add_argument("--output", type=Path, default=None, help="where results go (bench/results)")
     parser.add_argument("--no-package", action="store_true", help="use the PEXes already in dist/")
     parser.add_argument("--quick", action="store_true", help="1 worker, batching on only (for a smoke run)")
+    parser.add_argument(
+        "--overload-seconds", type=float, default=15, help="seconds of each overload case and rate"
+    )
+    parser.add_argument(
+        "--overload-only",
+        action="store_true",
+        help="the overload scenario alone (written to dist/bench-overload unless --output says otherwise)",
+    )
     arguments = parser.parse_args(argv)
     repo = Path.cwd()
     if not arguments.no_package:
         package(repo)
-    report = run(
-        repo / "dist",
-        duration=arguments.duration,
-        warmup=arguments.warmup,
-        scenarios=SCENARIOS,
-        full=not arguments.quick,
-        rounds=arguments.rounds,
-    )
+    if arguments.overload_only:
+        report: dict[str, Any] = {
+            "machine": machine(),
+            "results": [],
+            "startup_seconds": {},
+            "duration_seconds": 0,
+        }
+    else:
+        report = run(
+            repo / "dist",
+            duration=arguments.duration,
+            warmup=arguments.warmup,
+            scenarios=SCENARIOS,
+            full=not arguments.quick,
+            rounds=arguments.rounds,
+        )
+        if not arguments.quick:
+            print("slow model (300 ms per call)", flush=True)
+            report["slow_model"] = slow_model(repo / "dist", seconds=10)
     if not arguments.quick:
-        print("slow model (300 ms per call)", flush=True)
-        report["slow_model"] = slow_model(repo / "dist", seconds=10)
-    write(report, repo / arguments.output)
+        print(f"overload ({arguments.overload_seconds:g} s per case and rate)", flush=True)
+        import overload  # it imports this module
+
+        report["overload"] = overload.run(repo / "dist", seconds=arguments.overload_seconds)
+    default = "dist/bench-overload" if arguments.overload_only else "bench/results"
+    write(report, repo / (arguments.output or Path(default)))
 
 
 def write(report: dict[str, Any], output: Path) -> None:
     report["ratios"] = ratios(report)
+    report["overload_targets"] = overload_targets(report)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     render_chart(report, output / "results.png")

@@ -4,13 +4,16 @@ gives up at its deadline, closing its connection, as callers with deadlines do.
 wrk and hey are closed-loop (a connection sends its next request when the last is answered),
 so an overloaded server slows their arrivals down and hides its own collapse; wrk2 and vegeta,
 which are not, are not in Debian. Arrivals here are a Poisson process at `rate` per second.
-Each takes an idle keep-alive connection, or opens one, sends one request and waits for the
-whole response until `deadline` seconds after it arrived; then it closes the connection (the
-server sees its caller leave) and counts as timed out. Every caller's outcome is kept: its
-status (0 for a timeout or a broken connection) and its latency.
+Each caller takes an idle keep-alive connection of a pool of at most `connections` (as an HTTP
+client library's, or a gateway's, pool is bounded), waiting for one if none is free, sends one
+request and waits for the whole response until `deadline` seconds after it arrived; then it
+closes the connection (the server sees its caller leave) and counts as timed out. Latencies
+count from the caller's arrival, however long it waited for a connection.
 
-Runs on uvloop, one core: up to some tens of thousands of arrivals a second, depending on the
-bodies. `offered_per_second` in the result says how many it achieved.
+Callbacks only, on uvloop when installed: no task or timer per request (a tick every
+millisecond issues the arrivals due and expires the callers past their deadline), so one core
+offers tens of thousands of requests a second. `Result.offered_per_second` says how many it
+did; `summary` gives the figures.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bench_report import percentile
+
 HEAD_END = b"\r\n\r\n"
+TICK = 0.001
 
 
 @dataclass
@@ -42,17 +49,25 @@ class Result:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight on it."""
 
-    def __init__(self, pool: list[_Connection]) -> None:
-        self.pool = pool
+    def __init__(self, load: _Load) -> None:
+        self.load = load
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
         self.expected = -1  # the response's total length, once its head is in
+        self.status = 0
+        self.arrived: float | None = None  # the caller's arrival, while a request is in flight
         self.reusable = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport's subclasses, but do the same.
         self.transport = transport  # type: ignore[assignment]
+
+    def send(self, arrived: float) -> None:
+        assert self.transport is not None
+        self.buffer.clear()
+        self.expected = -1
+        self.arrived = arrived
+        self.transport.write(self.load.request)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -69,26 +84,122 @@ class _Connection(asyncio.Protocol):
                     self.reusable = False
             self.expected = end + 4 + length
             self.status = int(self.buffer[9:12])
-        if len(self.buffer) >= self.expected and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(self.status)
+        if len(self.buffer) >= self.expected and self.arrived is not None:
+            arrived, self.arrived = self.arrived, None
+            self.load.answered(self, arrived, self.status)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(0)
-
-    def send(self, request: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
-        assert self.transport is not None
-        self.buffer.clear()
-        self.expected = -1
-        self.waiter = loop.create_future()
-        self.transport.write(request)
-        return self.waiter
+        self.load.lost(self)
 
     def close(self) -> None:
         self.reusable = False
         if self.transport is not None:
             self.transport.abort()
+
+
+class _Load:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        request: bytes,
+        *,
+        rate: float,
+        seconds: float,
+        deadline: float,
+        connections: int,
+        seed: int,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.host, self.port, self.request = host, port, request
+        self.rate, self.seconds, self.deadline, self.most = rate, seconds, deadline, connections
+        self.draw = random.Random(seed).expovariate
+        self.idle: list[_Connection] = []
+        self.pool: set[_Connection] = set()
+        self.opening = 0
+        self.waiting: deque[float] = deque()  # callers' arrivals, waiting for a connection
+        self.in_flight: deque[tuple[float, _Connection, float]] = deque()  # (deadline, connection, arrival)
+        self.outcomes: list[Outcome] = []
+        self.offered = 0
+        self.started = self.end = self.next_arrival = 0.0
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+
+    async def run(self) -> Result:
+        for _ in range(self.most):  # the pool, warm, as a client's would be under way
+            _, connection = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port)
+            self.pool.add(connection)
+            self.idle.append(connection)
+        self.started = self.loop.time()
+        self.end = self.started + self.seconds
+        self.next_arrival = self.started + self.draw(self.rate)
+        self.tick()
+        await self.finished
+        for connection in list(self.pool):
+            connection.close()
+        return Result(self.seconds, self.offered, self.outcomes)
+
+    def record(self, status: int, arrived: float, now: float) -> None:
+        self.outcomes.append(Outcome(status, now - arrived, arrived - self.started))
+
+    def tick(self) -> None:
+        now = self.loop.time()
+        while self.next_arrival <= now and self.next_arrival < self.end:
+            self.waiting.append(self.next_arrival)
+            self.offered += 1
+            self.next_arrival += self.draw(self.rate)
+        while self.waiting and self.waiting[0] + self.deadline <= now:
+            self.record(0, self.waiting.popleft(), now)
+        while self.in_flight and self.in_flight[0][0] <= now:
+            _, connection, arrived = self.in_flight.popleft()
+            if connection.arrived == arrived:  # still unanswered: the caller leaves
+                connection.arrived = None
+                self.record(0, arrived, now)
+                connection.close()
+        self.dispatch()
+        if now >= self.end and not self.waiting and not any(c.arrived is not None for c in self.pool):
+            if not self.finished.done():
+                self.finished.set_result(None)
+            return
+        self.loop.call_later(TICK, self.tick)
+
+    def dispatch(self) -> None:
+        while self.waiting and self.idle:
+            connection = self.idle.pop()
+            if not connection.reusable:
+                continue
+            arrived = self.waiting.popleft()
+            connection.send(arrived)
+            self.in_flight.append((arrived + self.deadline, connection, arrived))
+        wanted = min(len(self.waiting), self.most - len(self.pool) - self.opening)
+        for _ in range(max(0, wanted)):
+            self.opening += 1
+            self.loop.create_task(self.open())
+
+    async def open(self) -> None:
+        try:
+            _, connection = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port)
+        except OSError:
+            return
+        finally:
+            self.opening -= 1
+        self.pool.add(connection)
+        self.idle.append(connection)
+        self.dispatch()
+
+    def answered(self, connection: _Connection, arrived: float, status: int) -> None:
+        self.record(status, arrived, self.loop.time())
+        if connection.reusable:
+            self.idle.append(connection)
+        else:
+            connection.close()
+        self.dispatch()
+
+    def lost(self, connection: _Connection) -> None:
+        self.pool.discard(connection)
+        if connection.arrived is not None:
+            arrived, connection.arrived = connection.arrived, None
+            self.record(0, arrived, self.loop.time())
 
 
 def request_bytes(url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> tuple[str, int, bytes]:
@@ -111,65 +222,16 @@ async def run(
     seconds: float,
     deadline: float,
     headers: Sequence[tuple[str, str]] = (("content-type", "application/json"),),
+    connections: int = 256,
     seed: int = 0,
-    connections: int = 0,
 ) -> Result:
-    """`rate` arrivals a second for `seconds`, each POSTing `body` to `url` with a `deadline`;
-    `connections` keep-alive connections are opened first (a warm client's pool)."""
-    loop = asyncio.get_running_loop()
+    """`rate` arrivals a second for `seconds`, each POSTing `body` to `url` with a `deadline`, over
+    a pool of at most `connections` keep-alive connections (opened first)."""
     host, port, request = request_bytes(url, body, headers)
-    idle: list[_Connection] = []
-    for _ in range(connections):
-        _, warm = await loop.create_connection(lambda: _Connection(idle), host, port)
-        idle.append(warm)
-    outcomes: list[Outcome] = []
-    pending: set[asyncio.Task[None]] = set()
-    draw = random.Random(seed).expovariate
-
-    async def caller(arrived: float) -> None:
-        connection: _Connection | None = None
-        try:
-            while idle:
-                candidate = idle.pop()
-                if candidate.reusable:
-                    connection = candidate
-                    break
-            if connection is None:
-                _, opened = await asyncio.wait_for(
-                    loop.create_connection(lambda: _Connection(idle), host, port),
-                    timeout=max(0.0, arrived + deadline - loop.time()),
-                )
-                connection = opened
-            answered = connection.send(request, loop)
-            status = await asyncio.wait_for(answered, timeout=max(0.0, arrived + deadline - loop.time()))
-        except (TimeoutError, OSError):
-            status = 0
-        took = loop.time() - arrived
-        outcomes.append(Outcome(status, took, arrived - started))
-        if connection is not None:
-            if status and connection.reusable:
-                idle.append(connection)
-            else:
-                connection.close()
-
-    started = loop.time()
-    end = started + seconds
-    at = started + draw(rate)
-    offered = 0
-    while at < end:
-        delay = at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = loop.create_task(caller(at))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        offered += 1
-        at += draw(rate)
-    if pending:
-        await asyncio.wait(pending)
-    for connection in idle:
-        connection.close()
-    return Result(duration=seconds, offered=offered, outcomes=outcomes)
+    load = _Load(
+        host, port, request, rate=rate, seconds=seconds, deadline=deadline, connections=connections, seed=seed
+    )
+    return await load.run()
 
 
 def summary(result: Result, deadline: float, since: float = 0.0) -> dict[str, float]:
@@ -177,11 +239,6 @@ def summary(result: Result, deadline: float, since: float = 0.0) -> dict[str, fl
     callers that arrived `since` seconds into the load or later."""
     outcomes = [o for o in result.outcomes if o.arrived >= since]
     duration = result.duration - since
-
-    def p99(values: list[float]) -> float:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0
-
     answered = [o.seconds for o in outcomes if o.status == 200 and o.seconds <= deadline]
     refused = [o.seconds for o in outcomes if o.status == 503]
     return {
@@ -190,9 +247,9 @@ def summary(result: Result, deadline: float, since: float = 0.0) -> dict[str, fl
         "refused_per_second": len(refused) / duration,
         "timed_out_per_second": sum(1 for o in outcomes if o.status == 0) / duration,
         "other_per_second": sum(1 for o in outcomes if o.status not in (0, 200, 503)) / duration,
-        "answered_p50_ms": sorted(answered)[len(answered) // 2] * 1000 if answered else 0.0,
-        "answered_p99_ms": p99(answered) * 1000,
-        "refused_p99_ms": p99(refused) * 1000,
+        "answered_p50_ms": percentile(answered, 0.5) * 1000,
+        "answered_p99_ms": percentile(answered, 0.99) * 1000,
+        "refused_p99_ms": percentile(refused, 0.99) * 1000,
     }
 
 
@@ -207,7 +264,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--deadline", type=float, default=1.0)
     parser.add_argument("--header", action="append", default=[], help="name: value")
-    parser.add_argument("--connections", type=int, default=0, help="keep-alive connections opened first")
+    parser.add_argument("--connections", type=int, default=256, help="the client's pool, at most")
     parser.add_argument("--warmup", type=float, default=0, help="seconds of load left out of the figures")
     arguments = parser.parse_args()
     headers = [("content-type", "application/json")]

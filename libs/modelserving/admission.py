@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 BACKOFF = 0.9
 TARGET_SHARE = 0.5  # of a request's budget it may spend waiting before the limit shrinks
 MINIMUM = 1
-LAG_LIMIT = 0.005  # seconds the event loop may run late while refusing (refusals wait about that)
+LAG_LIMIT = 0.003  # seconds the event loop may run late while refusing (refusals wait about that)
 INITIAL = 100  # a cold worker's limit: room for a burst until the first waits are measured
 RETRY_AFTER_SECONDS = 1
 
@@ -121,7 +121,8 @@ class AdmissionLimit:
                 if ticket.admitted_at > self._last_cut:
                     self._cut(taken_at)
             elif self.in_flight * 2 >= self.limit and self._lag < LAG_LIMIT / 2:
-                self.limit = min(self.ceiling, self.limit + 1)
+                # One more per round trip (a limit's worth of requests), as TCP's congestion window grows.
+                self.limit = min(self.ceiling, self.limit + 1 / self.limit)
 
     def lagged(self, now: float, lag: float) -> None:
         """The event loop ran `lag` seconds late just now. Late while requests are refused: the

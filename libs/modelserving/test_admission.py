@@ -2,7 +2,7 @@
 requests wait past their share of their budget (once per round trip), grows while in use and
 waits are short, and stays between 1 and its ceiling."""
 
-from modelserving.admission import BACKOFF, INITIAL, TARGET_SHARE, AdmissionLimit, Ticket
+from modelserving.admission import BACKOFF, INITIAL, LAG_LIMIT, TARGET_SHARE, AdmissionLimit, Ticket
 
 BUDGET = 2.0  # max_queue_seconds: a request's budget unless its caller's timeout is shorter
 
@@ -60,15 +60,30 @@ def test_a_caller_deadline_sets_the_budget_a_wait_is_measured_against() -> None:
     assert admission.limit == INITIAL * BACKOFF
 
 
-def test_short_waits_grow_the_limit_only_while_it_is_in_use_and_never_past_the_ceiling() -> None:
+def test_short_waits_grow_the_limit_by_one_a_round_trip_while_it_is_in_use_never_past_the_ceiling() -> None:
     admission = limit(ceiling=INITIAL + 2)
     (idle,) = admit_all(admission, 1, at=0.0)
     admission.observe(idle, taken_at=0.001)
     assert admission.limit == INITIAL  # one request in flight: the limit is not what holds it back
     busy = admit_all(admission, INITIAL - 1, at=0.0)
-    for ticket in busy[:5]:
+    for ticket in busy:  # a round trip: a limit's worth of requests, each waiting a moment
+        admission.observe(ticket, taken_at=0.001)
+    assert INITIAL + 0.9 < admission.limit < INITIAL + 1.1
+    for ticket in busy * 3:
         admission.observe(ticket, taken_at=0.001)
     assert admission.limit == INITIAL + 2
+
+
+def test_a_late_event_loop_shrinks_the_limit_only_while_requests_are_refused() -> None:
+    admission = limit()
+    admission.lagged(now=1.0, lag=LAG_LIMIT * 10)  # late, but nobody refused: the load's own doing
+    assert admission.limit == INITIAL
+    admit_all(admission, INITIAL, at=1.0)
+    assert admission.try_admit(now=1.0) is None  # refused
+    admission.lagged(now=1.1, lag=LAG_LIMIT * 10)
+    assert admission.limit == INITIAL * BACKOFF
+    admission.lagged(now=1.2, lag=LAG_LIMIT * 10)  # no refusal since the cut: it stands
+    assert admission.limit == INITIAL * BACKOFF
 
 
 def test_the_limit_never_falls_below_one() -> None:

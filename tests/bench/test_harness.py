@@ -10,7 +10,9 @@ import json
 import shutil
 from pathlib import Path
 
+import bench_report
 import benchmark
+import overload
 from benchmark import SCENARIOS
 
 from modelserving.testing import yield_the_cpu
@@ -44,3 +46,26 @@ def test_harness_measures_each_scenario_and_writes_json_and_png(tmp_path: Path) 
     assert set(results["startup_seconds"]) == {"titanic", "baseline"}
     assert {"titanic_over_baseline_throughput", "grpc_over_typed_throughput"} <= set(results["ratios"])
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_overload_scenario_measures_refusals_probes_memory_and_recovery() -> None:
+    """Two seconds of three times capacity, over REST and gRPC: every figure is there, callers were
+    refused, and the worker recovered (how well it did is the benchmark's to say, not a test's)."""
+    cases = [case for case in overload.CASES if case.rows == 1]
+    results = overload.run(Path.cwd(), seconds=2, cases=cases, multiples=(3,))
+    assert [(r["transport"], r["multiple"]) for r in results] == [("REST", 3), ("gRPC", 3)]
+    for result in results:
+        assert result["capacity_per_second"] > 0 and result["goodput_per_second"] > 0, result
+        assert result["livez_p99_ms"] > 0 and result["recovery_seconds"] < 30, result
+    rest, grpc = results
+    assert rest["refused_per_second"] > 0, rest
+    assert grpc["grpc_codes"].get("OK", 0) > 0, grpc
+    report = {"overload": results}
+    checked = bench_report.overload_targets(report)
+    assert {target["figure"] for target in checked} == {
+        "goodput_ratio",
+        "refused_p99_ms",
+        "livez_p99_ms",
+        "rss_growth_mb",
+        "recovery_seconds",
+    }

@@ -59,3 +59,31 @@ def test_scenarios_not_run_give_no_ratio() -> None:
         "titanic_p99_over_p50",
         "titanic_startup_seconds",
     }
+
+
+def overload_result(rows: int, multiple: int, **figures: float) -> dict[str, Any]:
+    base = {"refused_p99_ms": 4.0, "livez_p99_ms": 20.0, "rss_growth_mb": 10.0, "recovery_seconds": 0.1}
+    return {
+        "case": f"{rows} rows",
+        "rows": rows,
+        "multiple": multiple,
+        "goodput_ratio": 0.95,
+        **base,
+        **figures,
+    }
+
+
+def test_overload_targets_hold_each_case_to_its_goodput_and_every_case_to_the_rest() -> None:
+    checked = bench_report.overload_targets(
+        {
+            "overload": [
+                overload_result(100, 3, goodput_ratio=0.85),  # under 0.9
+                overload_result(100, 10, goodput_ratio=0.85),  # over 0.8
+                overload_result(1, 10, goodput_ratio=0.05, livez_p99_ms=80.0),  # goodput only reported
+            ]
+        }
+    )
+    unmet = {(t["case"], t["figure"]) for t in checked if not t["met"]}
+    assert unmet == {("100 rows, 3x", "goodput_ratio"), ("1 rows, 10x", "livez_p99_ms")}
+    assert ("1 rows, 10x", "goodput_ratio") not in {(t["case"], t["figure"]) for t in checked}
+    assert len(checked) == 2 * 5 + 4
