@@ -50,10 +50,24 @@ OVERLOAD_TARGETS = {
 }
 
 
+REFUSAL_CPU_US = 1000.0  # a refusal costs less than a millisecond of the worker's time
+
+
 def overload_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each overload figure with a target, whether it is met."""
-    checked = []
-    for result in report.get("overload", []):
+    overload = report.get("overload", {})
+    checked = [
+        {
+            "case": f"a REST refusal, {cost['rows']} row(s)",
+            "figure": "cpu_us_per_refusal",
+            "value": cost["cpu_us_per_refusal"],
+            "target": REFUSAL_CPU_US,
+            "kind": "max",
+            "met": cost["cpu_us_per_refusal"] <= REFUSAL_CPU_US,
+        }
+        for cost in overload.get("refusal_cost", [])
+    ]
+    for result in overload.get("cases", []):
         goodput = GOODPUT_TARGETS.get((result["rows"], result["multiple"]))
         targets = {**({"goodput_ratio": (goodput, "min")} if goodput else {}), **OVERLOAD_TARGETS}
         for figure, (target, kind) in targets.items():
@@ -181,11 +195,15 @@ def table(report: dict[str, Any]) -> str:
         )
     if report.get("overload"):
         lines += ["", "overload (open-loop, callers with 1 s deadlines):"]
+        for cost in report["overload"].get("refusal_cost", []):
+            lines.append(
+                f"a REST refusal of {cost['rows']} row(s): {cost['cpu_us_per_refusal']} us of server CPU"
+            )
         lines.append(
             f"{'case':<44} {'capacity':>9} {'goodput':>8} {'refused p99':>12} {'livez p99':>10}"
             f" {'RSS +MB':>8} {'recovery s':>10}"
         )
-        for r in report["overload"]:
+        for r in report["overload"].get("cases", []):
             lines.append(
                 f"{r['case'] + ', ' + str(r['multiple']) + 'x':<44} {r['capacity_per_second']:>9.0f}"
                 f" {r['goodput_ratio']:>8.2f} {r['refused_p99_ms']:>12.1f} {r['livez_p99_ms']:>10.1f}"

@@ -59,6 +59,7 @@ DEADLINE_SECONDS = 1.0
 CAPACITY_SECONDS = 3.0
 PROBE_SECONDS = 0.02
 RECOVERED_MS = 100.0  # a request answered within this after the load stops: recovered
+REFUSAL_RATE = 4000.0  # refusals a second, when measuring what one costs
 PREDICT = "/predict_survival_by_passengers"
 
 
@@ -87,8 +88,15 @@ def run(
 ) -> list[dict[str, Any]]:
     """Every case at every multiple of its capacity, each on a fresh server."""
     results = []
+    costs = []
     pex = pexes / APPS["titanic"]
     with tempfile_directory() as scratch:
+        for rows in sorted({case.rows for case in cases}):
+            cost = refusal_cost(pex, rows, REFUSAL_RATE, min(seconds, 5.0), scratch)
+            print(
+                f"  overload: a REST refusal of {rows} row(s): {cost['cpu_us_per_refusal']} us of server CPU"
+            )
+            costs.append(cost)
         for case in cases:
             for multiple in multiples:
                 figures = measure(pex, case, multiple, seconds, scratch)
@@ -102,7 +110,7 @@ def run(
                     flush=True,
                 )
                 results.append(figures)
-    return results
+    return {"cases": results, "refusal_cost": costs}
 
 
 @contextmanager
@@ -175,6 +183,50 @@ def measure(pex: Path, case: Case, multiple: int, seconds: float, scratch: Path)
         "rss_growth_mb": round(max(rss, default=rss_before) - rss_before, 1),
         "recovery_seconds": round(recovery, 2),
     }
+
+
+def refusal_cost(pex: Path, rows: int, rate: float, seconds: float, scratch: Path) -> dict[str, float]:
+    """The server's CPU (user and system, from /proc) per REST refusal: a worker whose one place
+    is held (a request admitted as its headers arrived, whose body never comes) refuses all else
+    as its headers arrive, `rate` a second for `seconds`."""
+    settings = {
+        "ADAPTIVE_CONCURRENCY": "false",
+        "MAX_CONCURRENT_REQUESTS": "1",
+        "MAX_QUEUE_SECONDS": "600",
+        "BODY_TIMEOUT_SECONDS": "600",
+    }
+    case = Case(f"refusals, {rows} row(s)", rows, grpc=False)
+    with running(pex, 1, True, scratch, settings) as (url, process, _, _), held_place(url):
+        before = cpu_seconds(process.pid)
+        figures = start_openloop(url, case.scenario(), rate, seconds)()
+        spent = cpu_seconds(process.pid) - before
+    refused = figures["refused_per_second"] * seconds
+    return {
+        "rows": rows,
+        "refused": round(refused),
+        "cpu_us_per_refusal": round(spent / max(refused, 1) * 1e6, 1),
+    }
+
+
+@contextmanager
+def held_place(url: str) -> Iterator[None]:
+    """A request admitted as its headers arrive, holding its place while its body never comes."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            f"POST {PREDICT} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            "x-request-timeout-ms: 600000\r\ncontent-length: 100\r\n\r\n[".encode()
+        )
+        time.sleep(0.2)
+        yield
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of process `pid`, from /proc (in clock ticks of SC_CLK_TCK)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_openloop(url: str, scenario: Scenario, rate: float, seconds: float) -> Callable[[], dict[str, Any]]:

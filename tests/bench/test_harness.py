@@ -52,7 +52,9 @@ def test_the_overload_scenario_measures_refusals_probes_memory_and_recovery() ->
     """Two seconds of three times capacity, over REST and gRPC: every figure is there, callers were
     refused, and the worker recovered (how well it did is the benchmark's to say, not a test's)."""
     cases = [case for case in overload.CASES if case.rows == 1]
-    results = overload.run(Path.cwd(), seconds=2, cases=cases, multiples=(3,))
+    measured = overload.run(Path.cwd(), seconds=2, cases=cases, multiples=(3,))
+    ((cost,), results) = measured["refusal_cost"], measured["cases"]
+    assert cost["rows"] == 1 and cost["refused"] > 0 and cost["cpu_us_per_refusal"] > 0, cost
     assert [(r["transport"], r["multiple"]) for r in results] == [("REST", 3), ("gRPC", 3)]
     for result in results:
         assert result["capacity_per_second"] > 0 and result["goodput_per_second"] > 0, result
@@ -60,9 +62,9 @@ def test_the_overload_scenario_measures_refusals_probes_memory_and_recovery() ->
     rest, grpc = results
     assert rest["refused_per_second"] > 0, rest
     assert grpc["grpc_codes"].get("OK", 0) > 0, grpc
-    report = {"overload": results}
-    checked = bench_report.overload_targets(report)
+    checked = bench_report.overload_targets({"overload": measured})
     assert {target["figure"] for target in checked} == {
+        "cpu_us_per_refusal",
         "goodput_ratio",
         "refused_p99_ms",
         "livez_p99_ms",

@@ -76,14 +76,24 @@ def overload_result(rows: int, multiple: int, **figures: float) -> dict[str, Any
 def test_overload_targets_hold_each_case_to_its_goodput_and_every_case_to_the_rest() -> None:
     checked = bench_report.overload_targets(
         {
-            "overload": [
-                overload_result(100, 3, goodput_ratio=0.85),  # under 0.9
-                overload_result(100, 10, goodput_ratio=0.85),  # over 0.8
-                overload_result(1, 10, goodput_ratio=0.05, livez_p99_ms=80.0),  # goodput only reported
-            ]
+            "overload": {
+                "refusal_cost": [
+                    {"rows": 1, "cpu_us_per_refusal": 70.0},
+                    {"rows": 100, "cpu_us_per_refusal": 1200.0},
+                ],
+                "cases": [
+                    overload_result(100, 3, goodput_ratio=0.85),  # under 0.9
+                    overload_result(100, 10, goodput_ratio=0.85),  # over 0.8
+                    overload_result(1, 10, goodput_ratio=0.05, livez_p99_ms=80.0),  # goodput only reported
+                ],
+            }
         }
     )
     unmet = {(t["case"], t["figure"]) for t in checked if not t["met"]}
-    assert unmet == {("100 rows, 3x", "goodput_ratio"), ("1 rows, 10x", "livez_p99_ms")}
+    assert unmet == {
+        ("a REST refusal, 100 row(s)", "cpu_us_per_refusal"),
+        ("100 rows, 3x", "goodput_ratio"),
+        ("1 rows, 10x", "livez_p99_ms"),
+    }
     assert ("1 rows, 10x", "goodput_ratio") not in {(t["case"], t["figure"]) for t in checked}
-    assert len(checked) == 2 * 5 + 4
+    assert len(checked) == 2 + 2 * 5 + 4

@@ -36,16 +36,29 @@ SUITES = {
         "A slow model (300 ms per call) under 16 clients: probes, batches, no request lost",
         "./pants test tests/reliability:slow",
     ),
+    "test_faults": (
+        "Faults injected into a served toy model: bad rows, miscounts, a hung or dead model, callers who leave",
+        "./pants test tests/reliability:faults",
+    ),
+    "test_overload": (
+        "Overload: 3 x capacity from callers with 1 s deadlines, REST and gRPC (bench/overload.py)",
+        "./pants test tests/reliability:overload",
+    ),
 }
 
 
 ELSEWHERE = """
 ## Covered elsewhere, and not yet
 
-- Bearer-token auth: `libs/modelserving/test_auth.py` (library), `tests/k8s` (prod requires
-  tokens from a read-only Secret mount; no token in any manifest), and
+- Bearer-token auth: `libs/modelserving/test_auth.py` (library: no tokens, no start, unless
+  ALLOW_UNAUTHENTICATED), `tests/k8s` (staging and prod require tokens from a read-only Secret
+  mount; no token in any manifest), and
   `tests/containers/test_pod_equivalent.py` (each image run as its prod Deployment declares:
   401 without the token, 200 with it). Not in the table above (not these suites).
+- Overload's figures against the issue's targets (goodput at 3 and 10 x capacity, refusals'
+  p99, /livez p99, memory, recovery): the benchmark (`./pants run bench:bench`, README
+  "Performance"); the suite above runs its scenario for a few seconds and holds only what must
+  always be true.
 - Schemathesis' checks here: no 5xx, only documented status codes, bodies matching the
   documented schema. Its stricter checks (e.g. that invalid data is refused) are not run.
 """
