@@ -85,10 +85,11 @@ CASES = [
 
 def run(
     pexes: Path, *, seconds: float, cases: list[Case] = CASES, multiples: tuple[int, ...] = MULTIPLES
-) -> list[dict[str, Any]]:
-    """Every case at every multiple of its capacity, each on a fresh server."""
-    results = []
-    costs = []
+) -> dict[str, list[dict[str, Any]]]:
+    """What a REST refusal costs, then every case at every multiple of its capacity, each on a
+    fresh server."""
+    results: list[dict[str, Any]] = []
+    costs: list[dict[str, Any]] = []
     pex = pexes / APPS["titanic"]
     with tempfile_directory() as scratch:
         for rows in sorted({case.rows for case in cases}):
