@@ -70,7 +70,7 @@ CONTENTS = {
     "BYTES": "bytes_contents",
 }
 
-MAX_CONCURRENT_STREAMS = 100
+MAX_CONCURRENT_STREAMS = 16
 MAX_CONNECTION_AGE_SECONDS = 300
 MAX_CONNECTION_AGE_GRACE_SECONDS = 20  # the drain's GRACEFUL_SHUTDOWN_SECONDS, by default
 MAX_HEALTH_WATCHES = 16
@@ -371,7 +371,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # one worker alone does not, so a port already taken stops it.
         ("grpc.so_reuseport", int(settings.workers > 1)),
         # Streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS):
-        # a client past it waits for a stream of its own rather than piling calls on the worker.
+        # past it, a client's calls wait in the client, under their own deadlines. grpcio takes
+        # every call it receives on as a task before any handler (and so admission) sees it;
+        # a worker keeps busy on 16 calls from one connection, and more would only wait inside
+        # it, holding memory, where they cannot be refused cheaply.
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
         # A connection lives MAX_CONNECTION_AGE, then is told to go (GOAWAY) and given the grace
         # to finish its calls: clients of a long-lived channel reconnect, and so spread over

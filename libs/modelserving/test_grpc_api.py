@@ -1,7 +1,10 @@
 """The gRPC API (modelserving.grpc_api) of the toy service, called over a real channel: the
 same answers, refusals and batches as the REST API, with gRPC's status codes."""
 
+import shutil
 import struct
+import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -13,7 +16,8 @@ from fastapi.testclient import TestClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
-from modelserving import ModelService, Settings, create_app
+from modelserving import ModelService, Settings, create_app, grpc_api
+from modelserving.grpc_api import MAX_CONCURRENT_STREAMS
 from modelserving.testing import free_port, metric_value, raised
 
 SERVICE = "/inference.GRPCInferenceService/"
@@ -23,9 +27,10 @@ TOKEN = "toy-grpc-token-0123456789"
 class Api:
     """The REST client and a gRPC channel of one running toy service."""
 
-    def __init__(self, rest: TestClient, channel: Any) -> None:
+    def __init__(self, rest: TestClient, channel: Any, port: int) -> None:
         self.rest = rest
         self.channel = channel
+        self.port = port
 
     def call(self, method: str, request: Any, response_type: Any, **options: Any) -> Any:
         rpc = self.channel.unary_unary(
@@ -51,7 +56,7 @@ def serving(service: ModelService[Any, Any], **settings: Any) -> Iterator[Api]:
     with TestClient(create_app(service, config)) as rest, grpc.insecure_channel(
         f"127.0.0.1:{port}"
     ) as channel:
-        yield Api(rest, channel)
+        yield Api(rest, channel, port)
 
 
 @pytest.fixture
@@ -352,3 +357,35 @@ def test_with_auth_the_model_rpcs_need_the_token(toy_service: ModelService[Any, 
         assert api.call("ServerLive", pb.ServerLiveRequest(), pb.ServerLiveResponse).live  # open, as on REST
         response = api.infer(request, metadata=[("authorization", f"Bearer {TOKEN}")])
         assert fp64s(response.raw_output_contents[0]) == [3.0]
+
+
+def test_a_connection_carries_at_most_max_concurrent_streams(api: Api) -> None:
+    """The server's HTTP/2 SETTINGS, as nghttp (nghttp2-client, which ./pants test installs) reads them."""
+    nghttp = shutil.which("nghttp") or "/usr/bin/nghttp"
+    shown = subprocess.run(
+        [nghttp, "-v", "-n", f"http://127.0.0.1:{api.port}/grpc.health.v1.Health/Check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    settings = next(line for line in shown.stdout.splitlines() if "recv SETTINGS frame" in line)
+    index = shown.stdout.splitlines().index(settings)
+    following = "\n".join(shown.stdout.splitlines()[index : index + 6])
+    assert f"SETTINGS_MAX_CONCURRENT_STREAMS(0x03):{MAX_CONCURRENT_STREAMS}" in following, following
+
+
+def test_a_connection_is_told_to_go_once_it_is_old(
+    toy_service: ModelService[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its age the server sends GOAWAY: a long-lived channel leaves its connection (READY to
+    IDLE), to reconnect wherever the Service sends it next."""
+    monkeypatch.setattr(grpc_api, "MAX_CONNECTION_AGE_SECONDS", 1)
+    states: list[Any] = []
+    with serving(toy_service) as api:
+        api.infer(pb.ModelInferRequest(model_name="toy", inputs=[x_input(1.0)]))
+        api.channel.subscribe(states.append)
+        deadline = time.monotonic() + 20
+        while grpc.ChannelConnectivity.IDLE not in states[1:] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert grpc.ChannelConnectivity.IDLE in states[1:], states
+        api.infer(pb.ModelInferRequest(model_name="toy", inputs=[x_input(2.0)]))  # and reconnects

@@ -37,7 +37,8 @@ SUITES = {
         "./pants test tests/reliability:slow",
     ),
     "test_faults": (
-        "Faults injected into a served toy model: bad rows, miscounts, a hung or dead model, callers who leave",
+        "Faults injected into a served toy model: bad rows, miscounts, a hung or dead model, callers "
+        "who leave",
         "./pants test tests/reliability:faults",
     ),
     "test_overload": (

@@ -258,20 +258,26 @@ def test_past_its_limit_a_worker_refuses_at_once_over_rest_and_grpc(
 
 def test_health_watches_are_bounded_and_end_at_shutdown(tmp_path: Path, faults: Faults) -> None:
     with serving(tmp_path, faults) as served:
-        channel = served.channel()
+        # A connection per watch (channels of their own subchannels): one carries only so many
+        # streams (MAX_CONCURRENT_STREAMS).
+        own = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [
+            grpc.insecure_channel(served.grpc_target, options=own) for _ in range(MAX_HEALTH_WATCHES + 1)
+        ]
         watches = [
             health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-            for _ in range(MAX_HEALTH_WATCHES)
+            for channel in channels[:-1]
         ]
         for watch in watches:
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.RpcError) as refused:
-            next(health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest()))
+            next(health_pb2_grpc.HealthStub(channels[-1]).Watch(health_pb2.HealthCheckRequest(), timeout=10))
         assert raised(refused).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         stopping = time.monotonic()
     stopped = time.monotonic() - stopping
     endings = [list(watch) for watch in watches]  # each saw NOT_SERVING, then its stream ended
-    channel.close()
+    for channel in channels:
+        channel.close()
     assert all(
         ending and ending[-1].status == health_pb2.HealthCheckResponse.NOT_SERVING for ending in endings
     ), endings
