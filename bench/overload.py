@@ -15,7 +15,9 @@ latency, which h2load cannot tell from answers). After the load, a request is se
 10 ms until one is answered within 100 ms: the recovery time.
 
 Figures per case and rate: goodput (answers within the deadline, per second; gRPC's from the
-server's OK calls, which its deadline bounds) over capacity, refusals and their p99, /livez
+server's OK calls, which its deadline bounds from the moment a call reaches it: a call waiting
+in h2load for one of its connection's streams, past the server's stream limit, is not timed,
+so gRPC's goodput is the worker's, not its callers') over capacity, refusals and their p99, /livez
 p99, the worker's memory growth, and the recovery time. `bench_report.overload_targets` holds
 them to the issue's targets.
 """

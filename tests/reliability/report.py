@@ -29,7 +29,7 @@ SUITES = {
         "./pants test tests/reliability:fuzz",
     ),
     "test_shutdown": (
-        "SIGTERM under load (16 clients), PEX and container",
+        "SIGTERM under load (16 clients), PEX (REST and gRPC at once) and container",
         "./pants test tests/reliability:shutdown",
     ),
     "test_slow_model": (
