@@ -1,15 +1,15 @@
 """modelserving: the shared library every model service is built on.
 
-A service declares a `ModelService` (its schemas, model directory and predict
-function) and gets a complete, production-shaped FastAPI app from `create_app`,
-served by `serve`.
+A service declares a `ModelService` (its schemas, model directory and predict function);
+`modelserving.server.serve` serves it (REST, and gRPC when `GRPC_PORT` is set), and
+`modelserving.rest.app.create_app` builds its FastAPI app alone. This package's root holds only
+the declaration: importing it builds no app, registers no metric and starts nothing.
 
-Pickled (joblib) models are served with `modelserving.joblib_format.JOBLIB`, not
-exported here: importing `modelserving` must not pull joblib into every image.
+Pickled (joblib) models are served with `modelserving.formats.joblib.JOBLIB`, not exported
+here: importing `modelserving` must not pull joblib into every image.
 """
 
-from modelserving.app import create_app
-from modelserving.artifacts import (
+from modelserving.formats.artifacts import (
     NPZ,
     ArtifactFormat,
     LoadedModel,
@@ -18,7 +18,6 @@ from modelserving.artifacts import (
     load_model,
     save_model,
 )
-from modelserving.cli import entry_points, serve
 from modelserving.service import ModelService
 from modelserving.settings import Settings, SettingsError, load_settings
 
@@ -31,10 +30,7 @@ __all__ = [
     "ModelService",
     "Settings",
     "SettingsError",
-    "create_app",
-    "entry_points",
     "load_model",
     "load_settings",
     "save_model",
-    "serve",
 ]

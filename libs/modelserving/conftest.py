@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from modelserving import LoadedModel, ModelService, save_model
-from modelserving.joblib_format import JOBLIB
+from modelserving.formats.joblib import JOBLIB
 
 
 class Row(BaseModel):

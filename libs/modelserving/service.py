@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from modelserving.artifacts import NPZ, ArtifactFormat, LoadedModel, ModelCard, ModelLoadError
+from modelserving.formats.artifacts import NPZ, ArtifactFormat, LoadedModel, ModelCard, ModelLoadError
 
 Item = TypeVar("Item", bound=BaseModel)
 Prediction = TypeVar("Prediction", bound=BaseModel)

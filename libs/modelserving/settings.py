@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=65535,
-        description="Port of the Open Inference Protocol's gRPC API (modelserving.grpc_api); unset: none.",
+        description="Port of the Open Inference Protocol's gRPC API (modelserving.grpc.server); unset: none.",
     )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
     log_level: LogLevel = "info"
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         ge=1,
         le=100_000,
         description="Inference requests a worker holds at once, at most (queued or predicting); beyond "
-        "its limit a request gets 503 (gRPC UNAVAILABLE) at once (modelserving.admission).",
+        "its limit a request gets 503 (gRPC UNAVAILABLE) at once (modelserving.runtime.admission).",
     )
     adaptive_concurrency: bool = Field(
         default=True,
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     )
     micro_batching: bool = Field(
         default=True,
-        description="Coalesce concurrent predictions into one model call (modelserving.batching).",
+        description="Coalesce concurrent predictions into one model call (modelserving.runtime.batching).",
     )
     batch_wait_microseconds: int = Field(
         default=0, ge=0, le=100_000, description="How long a prediction may wait for others to batch with."

@@ -13,7 +13,7 @@ import xgboost
 from sklearn.datasets import load_diabetes
 
 from diabetes.schemas import FEATURE_COLUMNS
-from modelserving.training import Dataset
+from modelserving.dev.training import Dataset
 
 
 def load_training_data() -> Dataset:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-import modelserving
 from diabetes.artifact import XGBOOST_UBJ
 from diabetes.booster import predict_progression
 from diabetes.schemas import (
@@ -16,6 +15,7 @@ from diabetes.schemas import (
     ProgressionResponse,
 )
 from modelserving import LoadedModel, ModelService
+from modelserving.server.serve import entry_points
 
 MODEL_DIR = Path(__file__).parent / "model"
 
@@ -55,7 +55,7 @@ SERVICE = ModelService(
 )
 
 
-create_app, main = modelserving.entry_points(SERVICE, __name__)
+create_app, main = entry_points(SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 from typing import Any
 
 from diabetes.main import SERVICE
-from modelserving.testing import ServiceClient, ServiceContract
+from modelserving.dev.testing import ServiceClient, ServiceContract
 
 # Near the data set's median patient.
 PATIENT: dict[str, Any] = {

@@ -7,7 +7,7 @@ import pytest
 from diabetes.artifact import XGBOOST_UBJ
 from diabetes.main import SERVICE
 from modelserving import ModelLoadError, load_model
-from modelserving.artifacts import sha256_of
+from modelserving.formats.artifacts import sha256_of
 
 
 def test_committed_artifact_is_ubjson_not_a_pickle() -> None:

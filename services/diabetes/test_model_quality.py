@@ -11,8 +11,8 @@ from diabetes.booster import fitted_booster, predict_progression
 from diabetes.features import build_regressor, load_training_data
 from diabetes.main import SERVICE
 from modelserving import load_model
-from modelserving.artifacts import sha256_of
-from modelserving.testing import assert_same_predictions, retrained_and_committed
+from modelserving.dev.testing import assert_same_predictions, retrained_and_committed
+from modelserving.formats.artifacts import sha256_of
 
 MIN_HELD_OUT_R2 = 0.40
 

@@ -13,7 +13,7 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from diabetes.artifact import XGBOOST_UBJ
 from diabetes.booster import fitted_booster, predict_progression
 from diabetes.features import build_regressor, load_training_data
-from modelserving.training import Dataset, save_and_report, training_arguments
+from modelserving.dev.training import Dataset, save_and_report, training_arguments
 
 MODEL_VERSION = "1.0.0"
 SEED = 42

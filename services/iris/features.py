@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from iris.schemas import FEATURE_COLUMNS, SPECIES
-from modelserving.training import Dataset
+from modelserving.dev.training import Dataset
 
 
 def load_training_data() -> Dataset:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-import modelserving
 from iris.schemas import (
     FEATURE_COLUMNS,
     SPECIES,
@@ -15,7 +14,8 @@ from iris.schemas import (
     SpeciesResponse,
 )
 from modelserving import LoadedModel, ModelService
-from modelserving.joblib_format import JOBLIB
+from modelserving.formats.joblib import JOBLIB
+from modelserving.server.serve import entry_points
 
 MODEL_DIR = Path(__file__).parent / "model"
 
@@ -58,7 +58,7 @@ SERVICE = ModelService(
 )
 
 
-create_app, main = modelserving.entry_points(SERVICE, __name__)
+create_app, main = entry_points(SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from iris.main import SERVICE
-from modelserving.testing import ServiceClient, ServiceContract, assert_rejected
+from modelserving.dev.testing import ServiceClient, ServiceContract, assert_rejected
 
 # Typical measurements of each species (near the species' means in Fisher's data).
 SETOSA = {"sepal_length_cm": 5.0, "sepal_width_cm": 3.4, "petal_length_cm": 1.5, "petal_width_cm": 0.25}

@@ -10,8 +10,8 @@ from iris import train
 from iris.features import load_training_data
 from iris.main import SERVICE
 from modelserving import load_model
-from modelserving.artifacts import sha256_of
-from modelserving.testing import assert_same_predictions, retrained_and_committed
+from modelserving.dev.testing import assert_same_predictions, retrained_and_committed
+from modelserving.formats.artifacts import sha256_of
 
 MIN_HELD_OUT_ACCURACY = 0.93
 

@@ -8,8 +8,8 @@ libraries give the same model.
 """
 
 from iris.features import build_pipeline, load_training_data
-from modelserving.joblib_format import JOBLIB
-from modelserving.training import Dataset, save_and_report, training_arguments
+from modelserving.dev.training import Dataset, save_and_report, training_arguments
+from modelserving.formats.joblib import JOBLIB
 
 MODEL_VERSION = "1.0.0"
 SEED = 0

@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from modelserving.trees import TreeEnsemble
+from modelserving.formats.trees import TreeEnsemble
 from titanic.scoring import (
     NUMERIC_INPUTS,
     LogisticModel,

@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 from pathlib import Path
 
-import modelserving
 from modelserving import NPZ, LoadedModel, ModelService
+from modelserving.server.serve import entry_points
 from titanic.schemas import Passenger, SurvivalResponse
 from titanic.scoring import SurvivalScorer
 
@@ -71,7 +71,7 @@ SERVICE = ModelService(
 )
 
 
-create_app, main = modelserving.entry_points(SERVICE, __name__)
+create_app, main = entry_points(SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from modelserving.trees import TreeEnsemble, sigmoid
+from modelserving.formats.trees import TreeEnsemble, sigmoid
 
 NUMERIC_INPUTS: tuple[str, ...] = ("Pclass", "Age", "SibSp", "Parch", "Fare")
 NUMERIC_FEATURES: tuple[str, ...] = ("Pclass", "Age", "Fare", "FamilySize", "IsAlone", "CabinKnown")

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from modelserving.testing import ServiceClient, ServiceContract
+from modelserving.dev.testing import ServiceClient, ServiceContract
 from titanic.main import SERVICE
 
 PASSENGER: dict[str, Any] = {

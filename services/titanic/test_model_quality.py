@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from modelserving import load_model
-from modelserving.artifacts import sha256_of
-from modelserving.testing import assert_same_predictions, retrained_and_committed, yield_the_cpu
+from modelserving.dev.testing import assert_same_predictions, retrained_and_committed, yield_the_cpu
+from modelserving.formats.artifacts import sha256_of
 from titanic import train
 from titanic.features import (
     BASELINE,

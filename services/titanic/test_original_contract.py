@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelserving.testing import running_server
+from modelserving.dev.testing import running_server
 
 # The original's request fields and their types; all were required there.
 ORIGINAL_REQUEST_FIELDS = {

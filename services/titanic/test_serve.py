@@ -13,7 +13,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 
-from modelserving.testing import (
+from modelserving.dev.testing import (
     free_port,
     predict_calls,
     running_server,

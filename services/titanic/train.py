@@ -11,7 +11,7 @@ so the same data and libraries give the same model.
 from pathlib import Path
 
 from modelserving import NPZ
-from modelserving.training import save_and_report, training_arguments
+from modelserving.dev.training import save_and_report, training_arguments
 from titanic.features import (
     FOLDS,
     REPEATS,

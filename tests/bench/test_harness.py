@@ -15,7 +15,7 @@ import benchmark
 import overload
 from benchmark import SCENARIOS
 
-from modelserving.testing import yield_the_cpu
+from modelserving.dev.testing import yield_the_cpu
 
 yield_the_cpu()  # this module drives servers with wrk at full speed
 

@@ -26,7 +26,7 @@ from gateway.nginx import ingress_routes, running_gateway
 from k8s.overlays import render
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect, sync_playwright
 
-from modelserving.testing import free_port, running_server
+from modelserving.dev.testing import free_port, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 PREDICT_PATH = "/predict_survival_by_passengers"

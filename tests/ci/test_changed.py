@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ci.throwaway import git, make_throwaway_repo, stop_pantsd
-from modelserving.testing import yield_the_cpu
+from modelserving.dev.testing import yield_the_cpu
 
 yield_the_cpu()  # this module runs Pants for minutes
 
@@ -143,7 +143,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
         ),
     ),
     "libs": (
-        append("libs/modelserving/v2.py"),
+        append("libs/modelserving/rest/v2.py"),
         Expected(
             lambda repo: test_files(
                 repo,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ci.throwaway import git, make_throwaway_repo, stop_pantsd
-from modelserving.testing import yield_the_cpu
+from modelserving.dev.testing import yield_the_cpu
 
 yield_the_cpu()  # this module runs Pants and Docker builds for minutes
 

@@ -21,7 +21,7 @@ from clients.tensors import (
     typed_predictions,
 )
 from modelserving import ModelService
-from modelserving.testing import example_rows, free_port, raised, registered_services, running_server
+from modelserving.dev.testing import example_rows, free_port, raised, registered_services, running_server
 
 SERVICES = registered_services()
 TOKEN = "grpc-test-token-0123456789"

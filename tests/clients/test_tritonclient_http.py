@@ -19,7 +19,7 @@ from clients.tensors import (
     typed_predictions,
 )
 from modelserving import ModelService
-from modelserving.testing import example_rows, registered_services, running_server
+from modelserving.dev.testing import example_rows, registered_services, running_server
 
 SERVICES = registered_services()
 

@@ -11,7 +11,7 @@ from typing import Any
 import tritonclient.grpc as triton  # type: ignore[import]  # no type information shipped
 from clients.tensors import grpc_predictions, inputs_for
 
-from modelserving.testing import example_rows, registered_services
+from modelserving.dev.testing import example_rows, registered_services
 
 SERVICES = {service.name: service for service in registered_services()}
 

@@ -23,7 +23,7 @@ from gateway.nginx import Route, grpc_routes, ingress_routes, running_gateway
 from k8s.overlays import render
 from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
-from modelserving.testing import free_port, raised
+from modelserving.dev.testing import free_port, raised
 
 ENVIRONMENT = "staging"  # plain HTTP; prod adds TLS to the same routes
 

@@ -26,7 +26,7 @@ from containers.harness import POD_FLAGS, SERVICES
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from modelserving.testing import free_port
+from modelserving.dev.testing import free_port
 
 # Run by the image's venv Python: argv is the service's name and the port to serve on.
 PROBE = r"""
@@ -153,7 +153,7 @@ def training_modules(name: str) -> set[str]:
         return set(run.stdout.split())
 
     only_training = imported_by(f"{name}.train") - imported_by(f"{name}.main")
-    return only_training | {f"{name}.train", "modelserving.training", "modelserving.testing"}
+    return only_training | {f"{name}.train", "modelserving.dev.training", "modelserving.dev.testing"}
 
 
 def probe(name: str) -> dict[str, Any]:

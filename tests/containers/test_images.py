@@ -27,7 +27,7 @@ from containers.harness import (
     rest_prediction,
 )
 
-from modelserving.testing import free_port, status_of_request_in_flight_at
+from modelserving.dev.testing import free_port, status_of_request_in_flight_at
 
 READY_TIMEOUT_SECONDS = 60
 

@@ -34,7 +34,7 @@ from containers.harness import (
 )
 from tritonclient.utils import InferenceServerException  # type: ignore[import]
 
-from modelserving.testing import free_port, grpc_health, raised
+from modelserving.dev.testing import free_port, grpc_health, raised
 
 
 def prod_manifests(service: str) -> list[dict[str, Any]]:

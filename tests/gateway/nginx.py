@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelserving.testing import free_port
+from modelserving.dev.testing import free_port
 
 BODY_SIZE_ANNOTATION = "nginx.ingress.kubernetes.io/proxy-body-size"
 BACKEND_PROTOCOL_ANNOTATION = "nginx.ingress.kubernetes.io/backend-protocol"

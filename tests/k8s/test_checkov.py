@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from k8s.overlays import K8S_ROOT, OVERLAYS, release
-from modelserving.testing import yield_the_cpu
+from modelserving.dev.testing import yield_the_cpu
 
 yield_the_cpu()  # this module installs checkov and runs it for minutes
 

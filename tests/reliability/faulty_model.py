@@ -23,10 +23,11 @@ import numpy as np
 import uvicorn
 from pydantic import BaseModel, Field
 
-from modelserving import LoadedModel, ModelService, Settings, create_app, save_model
-from modelserving.dataplane import DataPlane
-from modelserving.protocol import GuardedHttpProtocol
-from modelserving.testing import free_port
+from modelserving import LoadedModel, ModelService, Settings, save_model
+from modelserving.dev.testing import free_port
+from modelserving.rest.app import create_app
+from modelserving.runtime.dataplane import DataPlane
+from modelserving.server.uvicorn_protocol import GuardedHttpProtocol
 
 BAD_X = 13.0
 

@@ -51,7 +51,7 @@ SUITES = {
 ELSEWHERE = """
 ## Covered elsewhere, and not yet
 
-- Bearer-token auth: `libs/modelserving/test_auth.py` (library: no tokens, no start, unless
+- Bearer-token auth: `libs/modelserving/http/test_auth.py` (library: no tokens, no start, unless
   ALLOW_UNAUTHENTICATED), `tests/k8s` (staging and prod require tokens from a read-only Secret
   mount; no token in any manifest), and
   `tests/containers/test_pod_equivalent.py` (each image run as its prod Deployment declares:

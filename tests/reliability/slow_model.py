@@ -9,8 +9,8 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
-import modelserving
 from modelserving import LoadedModel
+from modelserving.server.serve import entry_points
 from titanic.main import SERVICE, predict_survival
 from titanic.schemas import Passenger, SurvivalResponse
 
@@ -31,7 +31,7 @@ def predict_slowly(model: LoadedModel, passengers: Sequence[Passenger]) -> Survi
 
 SLOW_SERVICE = dataclasses.replace(SERVICE, predict=predict_slowly)
 
-create_app, main = modelserving.entry_points(SLOW_SERVICE, __name__)
+create_app, main = entry_points(SLOW_SERVICE, __name__)
 
 if __name__ == "__main__":
     main()

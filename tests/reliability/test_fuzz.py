@@ -27,8 +27,9 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from modelserving import ModelService, Settings, create_app
-from modelserving.testing import registered_services, running_server, yield_the_cpu
+from modelserving import ModelService, Settings
+from modelserving.dev.testing import registered_services, running_server, yield_the_cpu
+from modelserving.rest.app import create_app
 
 yield_the_cpu()  # this module sends thousands of generated requests
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 
-from modelserving.testing import free_port, raised, running_server
+from modelserving.dev.testing import free_port, raised, running_server
 from titanic.main import SERVICE
 
 TYPED = "/predict_survival_by_passengers"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from modelserving.artifacts import CARD_FILE, sha256_of
-from modelserving.testing import free_port, start_server
+from modelserving.dev.testing import free_port, start_server
+from modelserving.formats.artifacts import CARD_FILE, sha256_of
 from titanic.main import MODEL_DIR
 
 

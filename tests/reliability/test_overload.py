@@ -15,7 +15,7 @@ from pathlib import Path
 import overload
 import pytest
 
-from modelserving.testing import yield_the_cpu
+from modelserving.dev.testing import yield_the_cpu
 
 yield_the_cpu()  # this module keeps both cores busy
 

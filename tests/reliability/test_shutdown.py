@@ -35,7 +35,7 @@ import httpx
 from benchmark import GRPC_PASSENGER, MODEL_INFER, PASSENGER
 from containers.engine import built_image, docker_client
 
-from modelserving.testing import free_port, grpc_health
+from modelserving.dev.testing import free_port, grpc_health
 
 PATH = "/predict_survival_by_passengers"
 BODY = json.dumps([PASSENGER] * 20).encode()

@@ -7,7 +7,7 @@ Every window of load must answer every request and grow batches; the probes' tar
 hold in one of up to WINDOWS windows, so that other work on a shared CI machine does not
 decide the outcome (a model on the event loop misses it by seconds in each). For the same
 reason the test waits until no test module that keeps cores busy for minutes is running, and
-holds new ones off meanwhile (`modelserving.testing.cpu_to_myself`, `yield_the_cpu`).
+holds new ones off meanwhile (`modelserving.dev.testing.cpu_to_myself`, `yield_the_cpu`).
 
 The clients run in a process of their own: in the prober's process, their threads would hold
 its GIL for up to Python's switch interval at each step of a probe, timing the test's side.
@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import httpx
 import pytest
 
-from modelserving.testing import cpu_to_myself, predict_calls, running_server
+from modelserving.dev.testing import cpu_to_myself, predict_calls, running_server
 from titanic.main import SERVICE
 
 PROBE_P99_MS = 50

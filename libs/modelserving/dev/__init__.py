@@ -1,0 +1,1 @@
+"""Helpers for training and testing services; serving never imports them."""

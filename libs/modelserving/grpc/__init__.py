@@ -1,0 +1,1 @@
+"""The gRPC transport: the Open Inference Protocol's GRPCInferenceService and gRPC health."""

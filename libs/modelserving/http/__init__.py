@@ -1,0 +1,1 @@
+"""REST's HTTP plumbing: auth, error bodies, ASGI middleware, bodies, docs, early admission."""

@@ -1,0 +1,1 @@
+"""The data plane and what runs beside it in a worker: batching, admission, metrics, logs."""

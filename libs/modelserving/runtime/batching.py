@@ -1,0 +1,293 @@
+"""Adaptive batching off the event loop: one supervised inference thread per worker, fed by a queue.
+
+A request puts its rows on the queue and awaits its result; the event loop is free
+meanwhile for probes, health checks, metrics and parsing other requests, however long
+the model takes. The requests of one turn of the event loop reach the queue together,
+at the end of that turn: woken for each, the inference thread would take them one by
+one, each taking the GIL from the loop mid-turn. The inference thread takes everything
+queued (up to `max_rows` rows) as one batch, predicts it in one call, and hands each
+request its own slice of the response. Requests that arrive while a batch runs form the next one, so batches
+grow with load and the model's fixed per-call cost is paid once per batch, without
+anyone having to know whether a request is alone: Triton's dynamic batcher, and
+MLServer's adaptive batching, with no queue delay by default. `max_wait` > 0 holds a
+batch that long for more rows.
+
+Nobody's work is done for nothing, and nobody gets another's answer:
+- A request whose caller has gone (its `Ticket` abandoned, its task cancelled) or whose
+  deadline has passed is dropped as batches are formed, never predicted (`Refused`,
+  `DeadlineExceeded`).
+- The model must return one prediction per row; a call that returns another number fails.
+- A failed call of several requests is retried request by request, so one caller's bad
+  rows fail only that caller.
+- No exception ends the thread. `stuck()` tells when one call has run too long while work
+  waits, and `fail_waiting()` answers everyone waiting at once (the data plane does both).
+
+With batching off (`batching=False`) each request is a batch of its own, still on the
+inference thread. `start()` and `stop()` bracket the thread's life (the app's lifespan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelserving.runtime.admission import DeadlineExceeded, Refused, Ticket
+
+log = logging.getLogger("modelserving")
+
+Outcome = BaseModel | Exception
+
+
+class PredictionCountError(RuntimeError):
+    """The model returned a number of predictions other than the number of rows it was given."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    rows: Sequence[Any]
+    future: asyncio.Future[BaseModel]
+    loop: asyncio.AbstractEventLoop
+    ticket: Ticket
+
+
+def _ignore(ticket: Ticket, taken_at: float) -> None:
+    return None
+
+
+class InferenceQueue:
+    """`await infer(rows, ticket)`: the response of `predict_rows`, called on this queue's own thread.
+
+    `on_taken(ticket, at)` hears when the model took each request, or dropped it at its deadline
+    (admission control's measure); `on_dropped(reason)` hears of each request dropped unpredicted.
+    """
+
+    def __init__(
+        self,
+        predict_rows: Callable[[list[Any]], BaseModel],
+        predictions_field: str,
+        *,
+        max_rows: int,
+        max_wait: float = 0.0,
+        batching: bool = True,
+        name: str = "inference",
+        on_taken: Callable[[Ticket, float], None] = _ignore,
+        on_dropped: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._predict_rows = predict_rows
+        self._field = predictions_field
+        self._max_rows = max_rows
+        self._max_wait = max_wait
+        self._batching = batching
+        self._on_taken = on_taken
+        self._on_dropped = on_dropped
+        self._pending: deque[_Pending] = deque()
+        self._pending_rows = 0
+        self._this_turn: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._finished = False
+        self._busy_since: float | None = None  # time.monotonic() the running call began
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stuck(self, now: float, longest_call: float) -> bool:
+        """Whether the running call has taken over `longest_call` seconds while requests wait."""
+        since = self._busy_since
+        return since is not None and now - since > longest_call and bool(self._pending)
+
+    async def infer(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+        loop = asyncio.get_running_loop()
+        if self._stopping:
+            raise RuntimeError("the inference queue is stopped")
+        future: asyncio.Future[BaseModel] = loop.create_future()
+        this_turn = self._this_turn.get(loop)
+        if this_turn is None:
+            this_turn = self._this_turn[loop] = []
+            loop.call_soon(self._enqueue, loop)
+        pending = _Pending(rows, future, loop, ticket or Ticket(time.monotonic(), deadline=math.inf))
+        this_turn.append(pending)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            pending.ticket.abandon()  # its caller has gone: the thread skips it
+            raise
+
+    def _enqueue(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of a turn of `loop`: its requests onto the queue, with one wake-up."""
+        this_turn = self._this_turn.pop(loop)
+        with self._changed:
+            if self._finished:  # stopped during this turn: nothing will take them
+                _set_outcomes(
+                    [(pending, RuntimeError("the inference queue is stopped")) for pending in this_turn]
+                )
+                return
+            self._pending.extend(this_turn)
+            self._pending_rows += sum(len(pending.rows) for pending in this_turn)
+            self._changed.notify()
+
+    def fail_waiting(self, error: Exception) -> int:
+        """Answer every queued request with `error` at once; how many there were."""
+        with self._changed:
+            waiting = list(self._pending)
+            self._pending.clear()
+            self._pending_rows = 0
+        self._settle(waiting, [error] * len(waiting))
+        return len(waiting)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Predict what is queued, then end the thread."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        while True:
+            batch: list[_Pending] = []
+            try:
+                with self._changed:
+                    while not self._pending and not self._stopping:
+                        self._changed.wait()
+                    if not self._pending:
+                        self._finished = True
+                        return
+                    if self._batching and self._max_wait > 0:
+                        deadline = time.monotonic() + self._max_wait
+                        while self._pending_rows < self._max_rows and not self._stopping:
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                break
+                            self._changed.wait(left)
+                    batch = self._take_batch()
+                if batch:
+                    self._run(batch)
+            except Exception as error:  # a fault of ours: the thread outlives it
+                log.exception("inference thread: unexpected error; it goes on")
+                self._settle(batch, [error] * len(batch))
+
+    def _take_batch(self) -> list[_Pending]:
+        """The next batch, without the requests nobody waits for (answered and counted here)."""
+        now = time.monotonic()
+        batch: list[_Pending] = []
+        dropped: list[tuple[_Pending, Refused]] = []
+        total = 0
+        while self._pending:
+            pending = self._pending[0]
+            size = len(pending.rows)
+            if batch and (not self._batching or total + size > self._max_rows):
+                break
+            self._pending.popleft()
+            self._pending_rows -= size
+            ticket = pending.ticket
+            if ticket.abandoned or pending.future.cancelled():
+                dropped.append((pending, Refused("the caller has gone", "cancelled")))
+                continue
+            if ticket.expired(now):
+                late = now - ticket.admitted_at
+                dropped.append(
+                    (pending, DeadlineExceeded(f"deadline exceeded after {late:.3f} s", "deadline"))
+                )
+                continue
+            batch.append(pending)
+            total += size
+        for pending in batch:
+            _tell(self._on_taken, pending.ticket, now)
+        for pending, refusal in dropped:
+            if refusal.reason == "deadline":
+                _tell(self._on_taken, pending.ticket, now)
+            _tell(self._on_dropped, refusal.reason)
+        self._settle([pending for pending, _ in dropped], [refusal for _, refusal in dropped])
+        return batch
+
+    def _run(self, batch: list[_Pending]) -> None:
+        rows = [row for pending in batch for row in pending.rows]
+        outcome = self._call(rows)
+        if isinstance(outcome, Exception):
+            if len(batch) > 1:
+                log.warning(
+                    "a batch of %d requests failed (%s); predicting each alone",
+                    len(batch),
+                    outcome.__class__.__name__,
+                )
+                for pending in batch:
+                    self._settle([pending], [self._call(list(pending.rows))])
+                return
+            self._settle(batch, [outcome])
+            return
+        if len(batch) == 1:
+            self._settle(batch, [outcome])
+            return
+        predictions = getattr(outcome, self._field)
+        starts = list(itertools.accumulate((len(pending.rows) for pending in batch), initial=0))
+        self._settle(
+            batch,
+            [
+                outcome.model_copy(update={self._field: predictions[begin:end]})
+                for begin, end in itertools.pairwise(starts)
+            ],
+        )
+
+    def _call(self, rows: list[Any]) -> Outcome:
+        """The model's response for `rows`, or what went wrong; never raises."""
+        self._busy_since = time.monotonic()
+        try:
+            response = self._predict_rows(rows)
+            count = len(getattr(response, self._field))
+        except Exception as error:
+            return error
+        except BaseException as error:  # a model's SystemExit must end neither the thread nor a worker
+            return RuntimeError(f"the model raised {error.__class__.__name__}")
+        finally:
+            self._busy_since = None
+        if count != len(rows):
+            message = f"the model returned {count} predictions for {len(rows)} rows"
+            log.error("%s; the call fails", message)
+            return PredictionCountError(message)
+        return response
+
+    @staticmethod
+    def _settle(batch: Sequence[_Pending], outcomes: Sequence[Outcome]) -> None:
+        """Hand each request its outcome, on its own event loop (one wake-up per loop and batch)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Outcome]]] = {}
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(pending.loop, []).append((pending, outcome))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_outcomes, settled)
+            except RuntimeError:  # that loop has closed: nobody is waiting
+                continue
+
+
+def _tell(callback: Callable[..., None], *arguments: Any) -> None:
+    """Call an observer; its fault is logged, never the batch's."""
+    try:
+        callback(*arguments)
+    except Exception:
+        log.exception("inference thread: an observer failed")
+
+
+def _set_outcomes(settled: list[tuple[_Pending, Outcome]]) -> None:
+    for pending, outcome in settled:
+        if pending.future.done():  # its client went away
+            continue
+        if isinstance(outcome, Exception):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)

@@ -1,0 +1,247 @@
+"""The data plane of one worker: its model's state and its predictions, with no HTTP in it.
+
+`DataPlane` loads the verified model, warms it up and reports readiness; `admit()` takes
+a request on, or refuses it (`admission.AdmissionLimit`); `infer(rows, ticket)` answers
+rows with the service's typed response, predicted on the inference thread
+(`batching.InferenceQueue`). A watchdog on the event loop checks that thread: dead, or
+stuck in one call for over MAX_CALL_SECONDS while requests wait, the worker is no longer
+`live` (liveness probes fail, so Kubernetes restarts it) and everyone waiting gets 503 at
+once. The transports (`app.py`: the typed route, health and probes, metrics; `v2.py`: the
+Open Inference Protocol over REST; `grpc_api.py`: over gRPC) are thin layers over it, each
+speaking its own API's terms.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelserving.formats.artifacts import LoadedModel, load_model
+from modelserving.runtime import metrics
+from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
+from modelserving.runtime.batching import InferenceQueue
+from modelserving.runtime.process import freeze_survivors
+from modelserving.service import ModelService, prediction_list_field
+from modelserving.settings import Settings
+
+log = logging.getLogger("modelserving")
+WATCHDOG_SECONDS = 0.25
+LAG_PROBE_SECONDS = 0.005  # how often the event loop's lateness is measured
+SHED_LOG_SECONDS = 10.0
+
+
+class NotReady(Exception):
+    """The model is not loaded (yet, or any more)."""
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What clients are told about the model: `version` None until it is loaded."""
+
+    name: str
+    version: str | None
+    platform: str  # the library the model was trained with, as its card names it first
+    ready: bool
+    shutting_down: bool
+
+
+class DataPlane:
+    """One worker's model: loading, readiness, metadata and `infer(rows)`."""
+
+    def __init__(self, service: ModelService[Any, Any], settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.booted_at = datetime.now(UTC)
+        self.model: LoadedModel | None = None
+        self.ready = False
+        self.shutting_down = False
+        self.live = True  # the inference thread runs and is not stuck in one call
+        self.admission = AdmissionLimit(
+            ceiling=settings.max_concurrent_requests,
+            max_queue_seconds=settings.max_queue_seconds,
+            adaptive=settings.adaptive_concurrency,
+        )
+        self._health_listeners: list[Callable[[bool], object]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._lag_probe: asyncio.Task[None] | None = None
+        self._last_shed_log = -SHED_LOG_SECONDS
+        self._metrics = metrics.AdmissionMetrics(service.name)
+        field, _ = prediction_list_field(service.response_type)
+        self._queue = InferenceQueue(
+            self._predict,
+            field,
+            max_rows=settings.max_batch_size,
+            max_wait=settings.batch_wait_microseconds / 1e6,
+            batching=settings.micro_batching,
+            name=f"{service.name}-inference",
+            on_taken=self._taken,
+            on_dropped=self._dropped,
+        )
+
+    @property
+    def state(self) -> ModelState:
+        return ModelState(
+            name=self.service.name,
+            version=self.model.card.version if self.model else None,
+            platform=next(iter(self.model.card.library_versions), "") if self.model else "",
+            ready=self.ready and not self.shutting_down,
+            shutting_down=self.shutting_down,
+        )
+
+    async def load(self) -> None:
+        """Load and verify the model, warm it up, then start predicting; errors stop start-up."""
+        service = self.service
+        started = time.perf_counter()
+        loaded = await asyncio.to_thread(
+            load_model,
+            self.settings.model_dir or service.model_dir,
+            expected_name=service.name,
+            artifact_format=service.artifact_format,
+        )
+        service.model_version(loaded.card)  # a version clients could not be sent stops start-up here
+        metrics.MODEL_LOAD_SECONDS.labels(service.name, loaded.card.version).set(
+            time.perf_counter() - started
+        )
+        if service.prepare is not None:
+            loaded = await asyncio.to_thread(service.prepare, loaded)
+        await asyncio.to_thread(service.predict, loaded, list(service.examples))
+        freeze_survivors()
+        self._queue.start()
+        self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
+        self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
+        self.model = loaded
+        self.ready = True
+        log.info("model ready", extra={"model": loaded.card.name, "version": loaded.card.version})
+
+    async def stop(self, timeout: float) -> None:
+        """Stop taking predictions; finish the queued ones within `timeout` seconds."""
+        self.ready = False
+        self.shutting_down = True
+        await asyncio.to_thread(self._queue.stop, timeout)
+        for task in (self._watchdog, self._lag_probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def on_health_change(self, listener: Callable[[bool], object]) -> None:
+        """Call `listener(live)` on the event loop whenever `live` changes."""
+        self._health_listeners.append(listener)
+
+    def refusal(self) -> Refused | None:
+        """Why a request arriving now would be refused (and counted as shed), or None: the
+        transports ask before reading a request, to refuse it at the least cost."""
+        if not self.live:
+            return self._shed(self.unavailable())
+        if self.admission.full():
+            return self._shed(self.admission.refusal(self.service.name))
+        return None
+
+    def admit(self, now: float | None = None) -> Ticket:
+        """A ticket for one inference request (release it when answered), or `Refused` (503)."""
+        ticket = self.try_admit(now)
+        if isinstance(ticket, Refused):
+            raise ticket
+        return ticket
+
+    def try_admit(self, now: float | None = None) -> Ticket | Refused:
+        """`admit`, its refusal returned rather than raised: the cheapest path, for refusals by
+        thousands a second."""
+        if not self.live:
+            return self._shed(self.unavailable())
+        ticket = self.admission.try_admit(now)
+        if ticket is None:
+            return self._shed(self.admission.refusal(self.service.name))
+        self._metrics.in_flight.inc()
+        return ticket
+
+    def _shed(self, refusal: Refused) -> Refused:
+        self._metrics.shed(refusal.reason)
+        now = time.monotonic()
+        if now - self._last_shed_log >= SHED_LOG_SECONDS:  # a line per spell, not per request
+            self._last_shed_log = now
+            log.warning(
+                "refusing requests: %s",
+                refusal.message,
+                extra={"model": self.service.name, "reason": refusal.reason},
+            )
+        return refusal
+
+    def release(self, ticket: Ticket) -> None:
+        """The request is answered, refused, or its caller gone; idempotent."""
+        if not ticket.released:
+            self.admission.release(ticket)
+            self._metrics.in_flight.dec()
+            if ticket.abandoned and not ticket.taken:  # wherever it was when its caller left
+                self._metrics.shed("cancelled")
+
+    async def infer(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+        """The typed response for `rows`; NotReady before the model is loaded, `Refused` when the
+        worker cannot take it or its deadline passes. Without a `ticket`, admits it here."""
+        if self.model is None:
+            raise NotReady(f"model '{self.service.name}' is not loaded yet")
+        if ticket is not None:
+            if not self.live:
+                raise self.unavailable()
+            return await self._queue.infer(rows, ticket)
+        own = self.admit()
+        try:
+            return await self._queue.infer(rows, own)
+        finally:
+            self.release(own)
+
+    def unavailable(self) -> Refused:
+        return Refused(f"model '{self.service.name}' is not responding", "unavailable")
+
+    def _dropped(self, reason: str) -> None:
+        """On the inference thread: a request dropped unpredicted (its caller gone: counted as
+        its ticket is released, wherever the caller left from)."""
+        if reason != "cancelled":
+            self._metrics.shed(reason)
+
+    def _taken(self, ticket: Ticket, taken_at: float) -> None:
+        """On the inference thread: the model took `ticket`'s request (or its deadline passed)."""
+        ticket.taken = not ticket.expired(taken_at)
+        self.admission.observe(ticket, taken_at)
+        self._metrics.queue_seconds.observe(taken_at - ticket.admitted_at)
+
+    async def _measure_lag(self) -> None:
+        """How late the event loop runs a timer, every LAG_PROBE_SECONDS: admission's second measure."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_PROBE_SECONDS
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            now = loop.time()
+            self.admission.lagged(now, now - due)
+
+    async def _watch(self) -> None:
+        """Every WATCHDOG_SECONDS: is the inference thread alive and not stuck?"""
+        while True:
+            await asyncio.sleep(WATCHDOG_SECONDS)
+            self._metrics.limit.set(int(self.admission.limit))
+            alive = self._queue.alive or self.shutting_down
+            stuck = self._queue.stuck(time.monotonic(), self.settings.max_call_seconds)
+            live = alive and not stuck
+            if not live:
+                for _ in range(self._queue.fail_waiting(self.unavailable())):
+                    self._metrics.shed("unavailable")
+            if live != self.live:
+                self.live = live
+                why = "its inference thread has died" if not alive else "a model call is stuck"
+                if live:
+                    log.warning("the model responds again", extra={"model": self.service.name})
+                else:
+                    log.error("the model is not responding: %s", why, extra={"model": self.service.name})
+                for listener in self._health_listeners:
+                    listener(live)
+
+    def _predict(self, rows: Sequence[Any]) -> BaseModel:
+        assert self.model is not None, "the queue starts once the model is loaded"
+        response: BaseModel = metrics.predict(self.service, self.model, rows)
+        return response

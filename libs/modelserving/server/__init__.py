@@ -1,0 +1,1 @@
+"""A worker process: the data plane, REST and gRPC composed and served (`serve`, `entry_points`)."""
