@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from k8s.overlays import K8S_ROOT, OVERLAYS, Obj, Rendered, release, render
-from modelserving.testing import yield_the_cpu
+from modelserving.dev.testing import yield_the_cpu
 
 yield_the_cpu()  # this module installs checkov and runs it for minutes
 
