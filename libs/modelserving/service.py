@@ -1,17 +1,33 @@
 """What a model service declares (`ModelService`)."""
 
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from modelserving.formats.artifacts import NPZ, ArtifactFormat, LoadedModel, ModelCard, ModelLoadError
+from modelserving.formats.artifacts import NPZ, ArtifactFormat, LoadedModel, ModelCard
+from modelserving.settings import Settings
 
 Item = TypeVar("Item", bound=BaseModel)
 Prediction = TypeVar("Prediction", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class HealthKeys:
+    """Keys a service adds to `GET /health_check`, after `health` and `booted_at`: an older
+    contract's, kept for the monitors that read them (Titanic's original service's, for one).
+
+    `fields` types them for the OpenAPI document, as `pydantic.create_model` takes fields
+    (name: (type, FieldInfo)); `values(settings, card)` gives them, `card` None until the model
+    is loaded. It is also called once on the loaded card at start-up, so a card it cannot
+    report (ModelLoadError) stops the worker before it serves.
+    """
+
+    fields: Mapping[str, tuple[Any, Any]]
+    values: Callable[[Settings, ModelCard | None], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -34,19 +50,8 @@ class ModelService(Generic[Item, Prediction]):
     v2_tensor_input: str | None = None
     # Run once on the verified model at start-up: the form `predict` gets it in (e.g. compiled for speed).
     prepare: Callable[[LoadedModel], LoadedModel] | None = None
-    # The type clients get the model version as (`<name>_model_version`): `int` for a service whose
-    # clients were promised a number (Titanic's date versions); the card's string otherwise.
-    version_type: type[int] | type[str] = str
-
-    def model_version(self, card: ModelCard) -> int | str:
-        """The card's version as clients get it; ModelLoadError if it is not a `version_type`."""
-        try:
-            return self.version_type(card.version)
-        except ValueError:
-            kind = self.version_type.__name__
-            raise ModelLoadError(
-                f"{self.name} model versions are {kind}s; the card says {card.version!r}"
-            ) from None
+    # Keys this service adds to GET /health_check, for monitors written against its own past.
+    health_keys: HealthKeys | None = None
 
 
 def prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:

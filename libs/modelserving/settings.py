@@ -49,12 +49,6 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(default=None, description="Directory with the model card and artifact.")
     app_revision: str = Field(default="unknown", description="Source revision of the running build.")
     environment: str = Field(default="dev", min_length=1, description="Deployment environment name.")
-    # Reported by /health_check under the original service's keys, for the monitors that read them.
-    aws_region: str | None = Field(default=None, description="Cloud region, reported as `aws_region`.")
-    k8s_env: str | None = Field(default=None, description="Cluster environment, reported as `k8s_env`.")
-    python_env: str | None = Field(
-        default=None, description="Reported as `python_env`; ENVIRONMENT when unset."
-    )
     graceful_shutdown_seconds: float = Field(
         default=20.0,
         ge=0,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from modelserving import NPZ, LoadedModel, ModelService
 from modelserving.server.serve import entry_points
+from titanic.health import ORIGINAL_HEALTH_KEYS
 from titanic.schemas import Passenger, SurvivalResponse
 from titanic.scoring import SurvivalScorer
 
@@ -51,7 +52,7 @@ SERVICE = ModelService(
     response_type=SurvivalResponse,
     predict=predict_survival,
     prepare=prepare,
-    version_type=int,  # the original sent its model version as a number (a date)
+    health_keys=ORIGINAL_HEALTH_KEYS,  # the original service's, for the monitors that read them
     examples=[
         Passenger(
             PassengerId=1,

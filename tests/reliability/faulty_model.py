@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field
 
 from modelserving import LoadedModel, ModelService, Settings, save_model
 from modelserving.dev.testing import free_port
-from modelserving.rest.app import create_app
 from modelserving.runtime.dataplane import DataPlane
+from modelserving.server.app import create_app
 from modelserving.server.uvicorn_protocol import GuardedHttpProtocol
 
 BAD_X = 13.0

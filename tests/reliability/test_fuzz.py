@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from modelserving import ModelService, Settings
 from modelserving.dev.testing import registered_services, running_server, yield_the_cpu
-from modelserving.rest.app import create_app
+from modelserving.server.app import create_app
 
 yield_the_cpu()  # this module sends thousands of generated requests
 

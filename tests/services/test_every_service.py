@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelserving import ModelService, Settings
 from modelserving.dev.testing import example_rows, registered_services
-from modelserving.rest.app import create_app
+from modelserving.server.app import create_app
 
 SERVICES = registered_services()
 # Services whose features are all numbers also take them as one [N, features] tensor.

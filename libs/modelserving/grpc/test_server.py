@@ -20,7 +20,7 @@ from modelserving import ModelService, Settings
 from modelserving.dev.testing import free_port, metric_value, raised
 from modelserving.grpc import server as grpc_api
 from modelserving.grpc.server import MAX_CONCURRENT_STREAMS
-from modelserving.rest.app import create_app
+from modelserving.server.app import create_app
 
 SERVICE = "/inference.GRPCInferenceService/"
 TOKEN = "toy-grpc-token-0123456789"

@@ -28,11 +28,10 @@ from typing import Any
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
-from modelserving.http.middleware import valid_request_id
-from modelserving.runtime import metrics
+from modelserving.http.scope import ARRIVED, ON_COMPLETE, ON_DISCONNECT, TICKET
 from modelserving.runtime.admission import RETRY_AFTER_SECONDS, Refused, Ticket
 from modelserving.runtime.dataplane import DataPlane
-from modelserving.server.uvicorn_protocol import ARRIVED, ON_COMPLETE, ON_DISCONNECT, TICKET
+from modelserving.runtime.logs import valid_request_id
 
 TIMEOUT_HEADER = "x-request-timeout-ms"
 MAX_TIMEOUT_MS = 3_600_000
@@ -86,7 +85,7 @@ class AdmissionGate:
         self.typed_paths = {predict_path.encode(), (root_path + predict_path).encode()}
         # What a refusal counts, bound once: http_requests_total by route.
         self._counted = {
-            route: metrics.REQUESTS.labels("POST", route, "503")
+            route: plane.metrics.requests.labels("POST", route, "503")
             for route in (
                 predict_path,
                 "/v2/models/{model_name}/infer",

@@ -11,31 +11,30 @@ its body cannot hold a connection open.
 import asyncio
 import contextlib
 import logging
-import random
-import re
 import time
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserving.http.errors import error_response
-from modelserving.runtime import metrics
-from modelserving.runtime.logs import ACCESS_LOGGER, request_id
-from modelserving.server.uvicorn_protocol import ON_COMPLETE, TICKET
+from modelserving.http.scope import ON_COMPLETE, TICKET
+from modelserving.runtime.logs import ACCESS_LOGGER, request_id, valid_request_id
+from modelserving.runtime.metrics import Metrics
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_random_bits = random.Random().getrandbits  # seeded from the system's entropy once per process
+UNMATCHED_ROUTE = "<unmatched>"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def valid_request_id(offered: str) -> str:
-    """The client's request id if it is a sane one, else a new one: 128 random bits in hex, as
-    a uuid4's, from Python's own generator (ids need to be unique, not secret, and the
-    system's entropy is a system call per request)."""
-    if offered and _VALID_REQUEST_ID.fullmatch(offered):
-        return offered
-    return "%032x" % _random_bits(128)
+def route_label(scope: Scope) -> str:
+    """The template of the route that handled the request, or one shared label for unknown paths."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "OTHER"
 
 
 class BodyRefused(Exception):
@@ -45,8 +44,11 @@ class BodyRefused(Exception):
 class RequestContextMiddleware:
     """Tags each request with an X-Request-ID, logs it as JSON, and bounds its body's size and time."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_seconds: float) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout_seconds: float
+    ) -> None:
         self.app = app
+        self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout_seconds = body_timeout_seconds
 
@@ -57,7 +59,7 @@ class RequestContextMiddleware:
         headers = dict(scope["headers"])
         rid = valid_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
         token = request_id.set(rid)
-        metrics.IN_FLIGHT.inc()
+        self.metrics.in_flight.inc()
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -117,8 +119,8 @@ class RequestContextMiddleware:
             if completed is not None:
                 completed()
             elapsed = time.perf_counter() - started
-            metrics.IN_FLIGHT.dec()
-            metrics.observe_request(scope, status, elapsed)
+            self.metrics.in_flight.dec()
+            self.metrics.observe_request(method_label(scope["method"]), route_label(scope), status, elapsed)
             access_log.info(
                 "request",
                 extra={

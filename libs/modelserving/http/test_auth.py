@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from modelserving import ModelService, Settings
-from modelserving.http.auth import TokenError, configured_tokens, read_tokens
-from modelserving.rest.app import create_app
+from modelserving.runtime.tokens import TokenError, configured_tokens, read_tokens
+from modelserving.server.app import create_app
 
 TOKEN = "s3cret-token-of-32-characters-00"
 OTHER = "another-token-for-rotation-11111"

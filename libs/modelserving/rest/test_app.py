@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import Field
 
-from modelserving import ModelLoadError, ModelService, Settings
-from modelserving.rest.app import create_app
+from modelserving import ModelCard, ModelLoadError, ModelService, Settings
+from modelserving.server.app import create_app
+from modelserving.service import HealthKeys
 
 LIMITS = Settings(max_batch_size=3, max_body_bytes=2048, app_revision="rev-42", environment="test")
 
@@ -61,38 +63,41 @@ def test_openapi_has_the_request_example_and_batch_limit(client: TestClient) -> 
 
 def test_health_check_reports_model_and_revision(client: TestClient) -> None:
     body = client.get("/health_check").json()
+    assert list(body) == ["health", "booted_at", "model", "app_revision", "environment"]
     assert body["health"] == "OK"
-    assert body["toy_model_version"] == "7.1"
-    assert body["version"] == body["app_revision"] == "rev-42"
+    assert body["app_revision"] == "rev-42"
     assert body["model"] == {"name": "toy", "version": "7.1"}
-    assert body["environment"] == body["python_env"] == "test"
-    assert body["aws_region"] is None and body["k8s_env"] is None
+    assert body["environment"] == "test"
     assert body["booted_at"]
 
 
-def test_health_check_reports_the_environment_keys_it_is_given(toy_service: ModelService[Any, Any]) -> None:
-    settings = LIMITS.model_copy(
-        update={"aws_region": "eu-west-1", "k8s_env": "staging", "python_env": "production"}
-    )
-    with TestClient(create_app(toy_service, settings)) as client:
-        body = client.get("/health_check").json()
-    assert (body["aws_region"], body["k8s_env"], body["python_env"]) == ("eu-west-1", "staging", "production")
+def version_as_number(settings: Settings, card: ModelCard | None) -> dict[str, Any]:
+    if card is not None and not card.version.isdigit():
+        raise ModelLoadError(f"toy versions are numbers; the card says {card.version!r}")
+    return {"revision": settings.app_revision, "toy_model_version": int(card.version) if card else None}
 
 
-def test_an_integer_model_version_is_sent_as_a_number(
+OLD_KEYS = HealthKeys(
+    fields={"revision": (str, Field()), "toy_model_version": (int | None, Field())}, values=version_as_number
+)
+
+
+def test_a_services_own_health_keys_come_after_health_and_booted_at(
     toy_service: ModelService[Any, Any], model_dir: Path
 ) -> None:
     card = json.loads((model_dir / "model_card.json").read_text())
     (model_dir / "model_card.json").write_text(json.dumps({**card, "version": "20230228"}))
-    with TestClient(create_app(replace(toy_service, version_type=int), LIMITS)) as client:
-        assert client.get("/health_check").json()["toy_model_version"] == 20230228
+    with TestClient(create_app(replace(toy_service, health_keys=OLD_KEYS), LIMITS)) as client:
+        body = client.get("/health_check").json()
         schema = client.get("/openapi.json").json()["components"]["schemas"]["HealthCheck"]
+    assert list(body)[:4] == ["health", "booted_at", "revision", "toy_model_version"]
+    assert (body["revision"], body["toy_model_version"]) == ("rev-42", 20230228)
     assert schema["properties"]["toy_model_version"]["anyOf"][0]["type"] == "integer"
 
 
-def test_a_version_clients_cannot_be_sent_stops_start_up(toy_service: ModelService[Any, Any]) -> None:
-    app = create_app(replace(toy_service, version_type=int), LIMITS)
-    with pytest.raises(ModelLoadError, match="toy model versions are ints; the card says '7.1'"), TestClient(
+def test_health_keys_that_cannot_be_made_stop_start_up(toy_service: ModelService[Any, Any]) -> None:
+    app = create_app(replace(toy_service, health_keys=OLD_KEYS), LIMITS)
+    with pytest.raises(ModelLoadError, match="toy versions are numbers; the card says '7.1'"), TestClient(
         app
     ):
         pass

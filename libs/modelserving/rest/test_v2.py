@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelserving import ModelService, Settings
-from modelserving.rest.app import create_app
-from modelserving.rest.v2 import InferenceRequest, InferenceResponse
+from modelserving.protocol.types import InferenceRequest, InferenceResponse
+from modelserving.server.app import create_app
 
 LIMITS = Settings(max_batch_size=3, app_revision="rev-9")
 INFER = "/v2/models/toy/infer"

@@ -6,9 +6,9 @@ rows with the service's typed response, predicted on the inference thread
 (`batching.InferenceQueue`). A watchdog on the event loop checks that thread: dead, or
 stuck in one call for over MAX_CALL_SECONDS while requests wait, the worker is no longer
 `live` (liveness probes fail, so Kubernetes restarts it) and everyone waiting gets 503 at
-once. The transports (`app.py`: the typed route, health and probes, metrics; `v2.py`: the
-Open Inference Protocol over REST; `grpc_api.py`: over gRPC) are thin layers over it, each
-speaking its own API's terms.
+once. It calls the model itself, and records each call in its `Metrics`. The transports
+(`modelserving.rest`: the typed route, the protocol's routes, health and probes, metrics;
+`modelserving.grpc`) are thin layers over it, each speaking its own API's terms.
 """
 
 import asyncio
@@ -23,9 +23,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelserving.formats.artifacts import LoadedModel, load_model
-from modelserving.runtime import metrics
 from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
 from modelserving.runtime.batching import InferenceQueue
+from modelserving.runtime.metrics import AdmissionMetrics, Metrics
 from modelserving.runtime.process import freeze_survivors
 from modelserving.service import ModelService, prediction_list_field
 from modelserving.settings import Settings
@@ -54,9 +54,12 @@ class ModelState:
 class DataPlane:
     """One worker's model: loading, readiness, metadata and `infer(rows)`."""
 
-    def __init__(self, service: ModelService[Any, Any], settings: Settings) -> None:
+    def __init__(
+        self, service: ModelService[Any, Any], settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.service = service
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.booted_at = datetime.now(UTC)
         self.model: LoadedModel | None = None
         self.ready = False
@@ -71,7 +74,7 @@ class DataPlane:
         self._watchdog: asyncio.Task[None] | None = None
         self._lag_probe: asyncio.Task[None] | None = None
         self._last_shed_log = -SHED_LOG_SECONDS
-        self._metrics = metrics.AdmissionMetrics(service.name)
+        self._metrics = AdmissionMetrics(self.metrics, service.name)
         field, _ = prediction_list_field(service.response_type)
         self._queue = InferenceQueue(
             self._predict,
@@ -104,8 +107,9 @@ class DataPlane:
             expected_name=service.name,
             artifact_format=service.artifact_format,
         )
-        service.model_version(loaded.card)  # a version clients could not be sent stops start-up here
-        metrics.MODEL_LOAD_SECONDS.labels(service.name, loaded.card.version).set(
+        if service.health_keys is not None:  # a card it cannot report stops start-up here
+            service.health_keys.values(self.settings, loaded.card)
+        self.metrics.model_load_seconds.labels(service.name, loaded.card.version).set(
             time.perf_counter() - started
         )
         if service.prepare is not None:
@@ -243,5 +247,8 @@ class DataPlane:
 
     def _predict(self, rows: Sequence[Any]) -> BaseModel:
         assert self.model is not None, "the queue starts once the model is loaded"
-        response: BaseModel = metrics.predict(self.service, self.model, rows)
+        started = time.perf_counter()
+        response: BaseModel = self.service.predict(self.model, rows)
+        seconds = time.perf_counter() - started
+        self.metrics.observe_prediction(self.service.name, self.model.card.version, len(rows), seconds)
         return response

@@ -3,6 +3,8 @@
 import json
 import logging
 import logging.config
+import random
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -60,3 +62,16 @@ def logging_config(level: str, access_log: bool = True) -> dict[str, Any]:
 
 def configure_logging(level: str, access_log: bool = True) -> None:
     logging.config.dictConfig(logging_config(level, access_log))
+
+
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_random_bits = random.Random().getrandbits  # seeded from the system's entropy once per process
+
+
+def valid_request_id(offered: str) -> str:
+    """The client's request id if it is a sane one, else a new one: 128 random bits in hex, as
+    a uuid4's, from Python's own generator (ids need to be unique, not secret, and the
+    system's entropy is a system call per request)."""
+    if offered and _VALID_REQUEST_ID.fullmatch(offered):
+        return offered
+    return "%032x" % _random_bits(128)

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelserving import ModelService, Settings
-from modelserving.rest.app import create_app
+from modelserving.server.app import create_app
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from modelserving.formats.artifacts import ModelLoadError, load_model
-from modelserving.http.auth import TokenError, configured_tokens
-from modelserving.rest.app import create_app
 from modelserving.runtime import metrics
 from modelserving.runtime.logs import configure_logging, logging_config
+from modelserving.runtime.tokens import TokenError, configured_tokens
+from modelserving.server.app import create_app
 from modelserving.server.uvicorn_protocol import GuardedHttpProtocol
 from modelserving.service import ModelService
 from modelserving.settings import SettingsError, load_settings
@@ -46,7 +46,8 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
             expected_name=service.name,
             artifact_format=service.artifact_format,
         )
-        service.model_version(loaded.card)
+        if service.health_keys is not None:
+            service.health_keys.values(settings, loaded.card)
     except ModelLoadError as error:
         log.error("cannot start: %s", error)
         sys.exit(1)

@@ -1,7 +1,7 @@
 """uvicorn's httptools HTTP protocol with the guards a model worker needs before its app runs.
 
 This is the one place the project relies on uvicorn's internals, for what uvicorn has no
-setting for. Written against uvicorn `UVICORN_VERSION`; `test_protocol.py` fails on any
+setting for. Written against uvicorn `UVICORN_VERSION`; `test_uvicorn_protocol.py` fails on any
 other version, so that an upgrade re-reads this class first.
 
 - **A deadline for each request's headers.** uvicorn closes idle keep-alive connections,
@@ -35,22 +35,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-UVICORN_VERSION = "0.54.0"
-HEADER_TIMEOUT_STATE = "modelserving.header_timeout_seconds"
-ADMISSION_GATE_STATE = "modelserving.admission_gate"
-# In a request's scope:
-ARRIVED = "modelserving.arrived"  # time.monotonic() when its headers were complete
-TICKET = "modelserving.ticket"  # its admission ticket, with the `deadline` its body must meet
-ON_DISCONNECT = "modelserving.on_disconnect"  # called if the caller leaves unanswered
-ON_COMPLETE = "modelserving.on_complete"  # called when its response is complete (middleware.py)
+from modelserving.http.scope import (
+    ADMISSION_GATE_STATE,
+    ARRIVED,
+    HEADER_TIMEOUT_STATE,
+    ON_DISCONNECT,
+    Gate,
+)
 
-# The app's gate: (scope, raw path, headers, keep the connection?) -> a whole response to answer
-# with at once, or None to serve the request.
-AdmissionGate = Callable[[dict[str, Any], bytes, list[tuple[bytes, bytes]], bool], bytes | None]
+UVICORN_VERSION = "0.54.0"
 
 
 class _Refused:
@@ -84,7 +80,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         self.scope[ARRIVED] = time.monotonic()  # type: ignore[literal-required]
-        gate: AdmissionGate | None = self.app_state.get(ADMISSION_GATE_STATE)
+        gate: Gate | None = self.app_state.get(ADMISSION_GATE_STATE)
         # Only when no earlier request on this connection is still being answered (pipelining).
         if gate is not None and (self.cycle is None or self.cycle.response_complete):
             # A client that waits for "100 Continue" may or may not send the body it announced:
