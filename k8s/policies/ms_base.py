@@ -18,7 +18,7 @@ from checkov.kubernetes.checks.resource.base_spec_check import BaseK8Check
 
 Obj = dict[str, Any]
 
-UID = GID = 1001  # the image's USER (pants-plugins/macros.py)
+UID = GID = 1001  # the image's USER (build-support/macros.py)
 HTTP_PORT = 8000  # the image's PORT and EXPOSE
 GRPC_PORT = 8081  # the image's GRPC_PORT and EXPOSE
 K8S_VERSION = "1.32"  # the oldest cluster supported, as tests/k8s validates against

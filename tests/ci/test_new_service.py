@@ -52,7 +52,7 @@ def generated(repo: Path) -> Path:
 
 
 def test_generated_services_are_registered_with_model_and_overlays(generated: Path) -> None:
-    registry = (generated / "pants-plugins/services.py").read_text()
+    registry = (generated / "build-support/services.py").read_text()
     for name in NEW:
         assert f'    "{name}",\n' in registry
         assert (generated / f"services/{name}/model/model_card.json").is_file()

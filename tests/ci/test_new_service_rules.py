@@ -14,8 +14,8 @@ from new_service import Refused, create, render
 def repo(tmp_path: Path) -> Path:
     """The parts of the monorepo the generator reads and writes."""
     (tmp_path / "pants.toml").write_text("[GLOBAL]\n")
-    (tmp_path / "pants-plugins").mkdir()
-    (tmp_path / "pants-plugins/services.py").write_text('MODEL_SERVICES = (\n    "iris",\n)\n')
+    (tmp_path / "build-support").mkdir()
+    (tmp_path / "build-support/services.py").write_text('MODEL_SERVICES = (\n    "iris",\n)\n')
     (tmp_path / "3rdparty/python").mkdir(parents=True)
     (tmp_path / "3rdparty/python/requirements.txt").write_text(
         "fastapi>=0.115\n# a comment\nxgboost-cpu>=3.0\n"
@@ -50,10 +50,10 @@ def repo(tmp_path: Path) -> Path:
 def test_refuses_a_name_that_is_taken_or_invalid_and_writes_nothing(
     repo: Path, name: str, reason: str
 ) -> None:
-    registry_before = (repo / "pants-plugins/services.py").read_text()
+    registry_before = (repo / "build-support/services.py").read_text()
     with pytest.raises(Refused, match=reason):
         create(repo, name, "classification", with_model=False)
-    assert (repo / "pants-plugins/services.py").read_text() == registry_before
+    assert (repo / "build-support/services.py").read_text() == registry_before
     assert not (repo / "services" / name).exists() or name == "iris"
 
 
@@ -82,7 +82,7 @@ def test_every_template_is_rendered_fully(task: str) -> None:
 def test_registers_the_service_in_the_registry(repo: Path) -> None:
     create(repo, "wine", "regression", with_model=False)
     assert (
-        repo / "pants-plugins/services.py"
+        repo / "build-support/services.py"
     ).read_text() == 'MODEL_SERVICES = (\n    "iris",\n    "wine",\n)\n'
     assert (repo / "services/wine/main.py").is_file()
     assert (repo / "k8s/wine/overlays/prod/kustomization.yaml").is_file()
@@ -93,9 +93,9 @@ def test_a_failed_step_leaves_nothing_behind(repo: Path, monkeypatch: pytest.Mon
         raise RuntimeError("training failed")
 
     monkeypatch.setattr(new_service, "train", failing_training)
-    registry_before = (repo / "pants-plugins/services.py").read_text()
+    registry_before = (repo / "build-support/services.py").read_text()
     with pytest.raises(RuntimeError, match="training failed"):
         create(repo, "wine", "classification")
     assert not (repo / "services/wine").exists()
     assert not (repo / "k8s/wine").exists()
-    assert (repo / "pants-plugins/services.py").read_text() == registry_before
+    assert (repo / "build-support/services.py").read_text() == registry_before

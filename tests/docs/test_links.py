@@ -45,7 +45,7 @@ TOP_LEVEL = (
     "tools/",
     "docs/",
     "build-support/",
-    "pants-plugins/",
+    "build-support/",
     "3rdparty/",
     "base-image/",
     ".ci/",

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 K8S_ROOT = Path(__file__).resolve().parents[2] / "k8s"
-# The registry (pants-plugins/services.py), passed by each test target (model_services_env()).
+# The registry (build-support/services.py), passed by each test target (model_services_env()).
 SERVICES = tuple(os.environ.get("MODEL_SERVICES", "").split(","))
 ENVIRONMENTS = ("dev", "staging", "prod")
 OVERLAYS = [(service, env) for service in SERVICES for env in ENVIRONMENTS]

@@ -1,6 +1,6 @@
 """Schemathesis fuzzing of every model service's OpenAPI schema, against a real server process.
 
-For each registered service (pants-plugins/services.py, passed as $MODEL_SERVICES), the
+For each registered service (build-support/services.py, passed as $MODEL_SERVICES), the
 schema comes from the app itself (`app.openapi()`, no server needed to collect the tests),
 and each operation gets one pytest test: Schemathesis generates valid and invalid requests
 (its examples, coverage and fuzzing phases) and sends them over HTTP to the service running

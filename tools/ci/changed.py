@@ -9,12 +9,12 @@ Pants decides what a change touches: `--changed-since=<merge base>
 --changed-dependents=transitive` follows the dependency graph from the changed files
 to everything that depends on them (a service's serving code -> its tests, image and
 overlays; its training-only code -> its tests; libs/ -> every service; base-image/ ->
-every image; a kustomize component -> every overlay). Files no target owns, such as
-the docs, build nothing. Two kinds of change Pants cannot follow, and what this script
-does about them:
+every image; a kustomize component -> every overlay). The docs (//:docs) run only their
+link check (tests/docs), which also reruns when any other file changes. Two kinds of
+change Pants cannot follow, and what this script does about them:
 
 - build configuration (pants.toml, the ./pants launcher, the BUILD macros and the
-  service registry in pants-plugins/, tool settings in pyproject.toml, CI itself in
+  service registry in build-support/, tool settings in pyproject.toml, CI itself in
   .ci/ and .github/, the system tools, Pants' own wheels and its Python tools under
   3rdparty/): any target may build differently, so every target is built;
 - a pin in 3rdparty/python/constraints.txt, which no target owns, or its wheel's line
@@ -52,7 +52,7 @@ BUILD_CONFIGURATION = (
     "pants.toml",
     "pants",
     "pyproject.toml",
-    "pants-plugins/",
+    "build-support/",
     ".ci/",
     ".github/",
     "3rdparty/system/",  # the system tools every goal gets

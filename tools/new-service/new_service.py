@@ -5,7 +5,7 @@
 writes services/<name>/ (schemas, features, model, training, tests, README, BUILD)
 and k8s/<name>/ (base and dev/staging/prod overlays on the shared component) from
 the templates next to this file, registers the service in
-pants-plugins/services.py (so the cross-service tests, overlay targets and CI pick
+build-support/services.py (so the cross-service tests, overlay targets and CI pick
 it up), and trains its first model on a data set bundled with scikit-learn. Right
 after, `./pants test services/<name>::` passes and the image builds.
 
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TEMPLATES = Path(__file__).parent / "templates"
-REGISTRY = Path("pants-plugins/services.py")
+REGISTRY = Path("build-support/services.py")
 VALID_NAME = re.compile(r"[a-z][a-z0-9]{1,29}")
 # Pants reads any file named BUILD or BUILD.* as a BUILD file, so that template has another name.
 RENAMED = {"build": "BUILD"}
@@ -137,7 +137,7 @@ def render(name: str, task_name: str) -> dict[Path, str]:
 
 
 def register(repo: Path, name: str) -> None:
-    """Add `name` to MODEL_SERVICES in pants-plugins/services.py."""
+    """Add `name` to MODEL_SERVICES in build-support/services.py."""
     registry = repo / REGISTRY
     text = registry.read_text()
     updated, count = re.subn(

@@ -332,7 +332,7 @@ class ServiceContract:
 def registered_services() -> list[ModelService[Any, Any]]:
     """Every model service of the repo, for the cross-service tests under tests/.
 
-    Their BUILD files pass the registry (pants-plugins/services.py) as $MODEL_SERVICES and
+    Their BUILD files pass the registry (build-support/services.py) as $MODEL_SERVICES and
     depend on each service's code, so a new service is tested without editing any test.
     """
     names = os.environ.get("MODEL_SERVICES", "")

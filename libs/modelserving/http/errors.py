@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from modelserving.protocol.errors import field_path
 from modelserving.runtime.admission import RETRY_AFTER_SECONDS, Refused
 from modelserving.runtime.logs import request_id
 
@@ -43,14 +44,6 @@ class ErrorBody(BaseModel):
 def error_response(status: int, message: str, fields: Sequence[FieldError] = ()) -> JSONResponse:
     body = ErrorBody(error=message, status=status, request_id=request_id.get(), fields=list(fields))
     return JSONResponse(body.model_dump(), status_code=status)
-
-
-def field_path(location: Sequence[Any]) -> str:
-    """("body", 0, "Pclass") -> "body[0].Pclass"."""
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
 
 
 def validation_failures(error: RequestValidationError) -> tuple[str, list[FieldError]]:

@@ -58,7 +58,7 @@ class ProtocolModel:
         model at `version` (`loaded_version`'s, checked before the request was read), admitted
         with `ticket` (`DataPlane.admit`)."""
         rows = self.codec.rows(inference)
-        response = await self.plane.infer(rows, ticket)
+        response = await self.plane.predict(rows, ticket)
         outputs = self.codec.outputs_of(response, inference.get("outputs"))
         return {
             "model_name": self.service.name,

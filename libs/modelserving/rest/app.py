@@ -1,6 +1,6 @@
 """The REST transport over a worker's data plane: a complete FastAPI app of thin routes.
 
-`rest_app` puts every REST API over a `DataPlane` (the model, readiness, `infer`): the typed
+`rest_app` puts every REST API over a `DataPlane` (the model, readiness, `predict`): the typed
 predict route, the Open Inference Protocol's routes (`v2.py`), health checks and Kubernetes
 probes, metrics; then error bodies, request ids, access logs, body limits and auth around
 them. What starts and stops with the app (loading the model, gRPC beside it, the drain) is
@@ -86,7 +86,7 @@ def add_typed_routes(router: APIRouter, plane: DataPlane, protect: Sequence[Any]
         async with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
             rows: list[Any] = validate_json(body, rows_adapter)
             try:
-                response = await plane.infer(rows, ticket)
+                response = await plane.predict(rows, ticket)
             except NotReady as error:
                 return error_response(503, str(error))
         # Already the declared type: serialised straight to JSON, not validated again by FastAPI.

@@ -65,7 +65,7 @@ def _ignore(ticket: Ticket, taken_at: float) -> None:
 
 
 class InferenceQueue:
-    """`await infer(rows, ticket)`: the response of `predict_rows`, called on this queue's own thread.
+    """`await submit(rows, ticket)`: the response of `predict_rows`, called on this queue's own thread.
 
     `on_taken(ticket, at)` hears when the model took each request, or dropped it at its deadline
     (admission control's measure); `on_dropped(reason)` hears of each request dropped unpredicted.
@@ -111,7 +111,7 @@ class InferenceQueue:
         since = self._busy_since
         return since is not None and now - since > longest_call and bool(self._pending)
 
-    async def infer(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+    async def submit(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
         loop = asyncio.get_running_loop()
         if self._stopping:
             raise RuntimeError("the inference queue is stopped")

@@ -1,7 +1,7 @@
 """The data plane of one worker: its model's state and its predictions, with no HTTP in it.
 
 `DataPlane` loads the verified model, warms it up and reports readiness; `admit()` takes
-a request on, or refuses it (`admission.AdmissionLimit`); `infer(rows, ticket)` answers
+a request on, or refuses it (`admission.AdmissionLimit`); `predict(rows, ticket)` answers
 rows with the service's typed response, predicted on the inference thread
 (`batching.InferenceQueue`). A watchdog on the event loop checks that thread: dead, or
 stuck in one call for over MAX_CALL_SECONDS while requests wait, the worker is no longer
@@ -52,7 +52,7 @@ class ModelState:
 
 
 class DataPlane:
-    """One worker's model: loading, readiness, metadata and `infer(rows)`."""
+    """One worker's model: loading, readiness, metadata and `predict(rows)`."""
 
     def __init__(
         self, service: ModelService[Any, Any], settings: Settings, metrics: Metrics | None = None
@@ -185,7 +185,7 @@ class DataPlane:
             if ticket.abandoned and not ticket.taken:  # wherever it was when its caller left
                 self._metrics.shed("cancelled")
 
-    async def infer(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+    async def predict(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
         """The typed response for `rows`; NotReady before the model is loaded, `Refused` when the
         worker cannot take it or its deadline passes. Without a `ticket`, admits it here."""
         if self.model is None:
@@ -193,10 +193,10 @@ class DataPlane:
         if ticket is not None:
             if not self.live:
                 raise self.unavailable()
-            return await self._queue.infer(rows, ticket)
+            return await self._queue.submit(rows, ticket)
         own = self.admit()
         try:
-            return await self._queue.infer(rows, own)
+            return await self._queue.submit(rows, own)
         finally:
             self.release(own)
 

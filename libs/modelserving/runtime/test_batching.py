@@ -67,9 +67,9 @@ async def queued_behind_a_running_call(
 ) -> list[BaseModel | BaseException]:
     """`first` is predicted by a held model while `others` queue; then the model is released."""
     model.release.clear()
-    running_call = asyncio.create_task(queue.infer(first))
+    running_call = asyncio.create_task(queue.submit(first))
     await wait_until_running(model)
-    waiting = [asyncio.create_task(queue.infer(rows)) for rows in others]
+    waiting = [asyncio.create_task(queue.submit(rows)) for rows in others]
     await asyncio.sleep(0.05)  # all of them queued behind the running call
     model.release.set()
     return list(await asyncio.gather(running_call, *waiting, return_exceptions=True))
@@ -80,7 +80,7 @@ def test_a_request_is_predicted_on_the_inference_thread_not_the_event_loop() -> 
 
     async def scenario() -> BaseModel:
         async with running(model, name="the-inference-thread") as queue:
-            return await queue.infer([1, 2])
+            return await queue.submit([1, 2])
 
     assert predictions(asyncio.run(scenario())) == [2, 4]
     assert model.calls == [2]
@@ -93,7 +93,7 @@ def test_the_event_loop_keeps_running_while_the_model_computes() -> None:
 
     async def scenario() -> tuple[int, list[int]]:
         async with running(model) as queue:
-            prediction = asyncio.create_task(queue.infer([1]))
+            prediction = asyncio.create_task(queue.submit([1]))
             await wait_until_running(model)
             ticks = 0
             for _ in range(20):  # the loop turns while the model is held mid-call
@@ -126,7 +126,7 @@ def test_requests_of_one_turn_of_the_event_loop_form_one_batch() -> None:
 
             async def request(row: int) -> BaseModel:
                 time.sleep(0.01)  # parsing it: the loop's turn goes on, the GIL is free meanwhile
-                return await queue.infer([row])
+                return await queue.submit([row])
 
             return list(await asyncio.gather(*(request(i) for i in range(6))))
 
@@ -140,7 +140,7 @@ def test_a_request_queued_as_the_queue_stops_is_refused_not_left_waiting() -> No
     async def scenario() -> None:
         queue = InferenceQueue(model, "predictions", max_rows=10)
         queue.start()
-        late = asyncio.create_task(queue.infer([1]))
+        late = asyncio.create_task(queue.submit([1]))
         await asyncio.sleep(0)  # queued for the end of this turn
         queue.stop(5)  # in the same turn: the thread ends before the turn does
         with pytest.raises(RuntimeError, match="stopped"):
@@ -178,7 +178,7 @@ def test_a_request_bigger_than_max_rows_still_goes_alone(max_rows: int) -> None:
 
     async def scenario() -> BaseModel:
         async with running(model, max_rows=max_rows) as queue:
-            return await queue.infer([1, 2, 3, 4])
+            return await queue.submit([1, 2, 3, 4])
 
     assert predictions(asyncio.run(scenario())) == [2, 4, 6, 8]
 
@@ -257,7 +257,7 @@ def test_no_fault_in_the_thread_ends_it() -> None:
 
     async def answer(queue: InferenceQueue, row: int) -> BaseModel | BaseException:
         try:
-            return await queue.infer([row])
+            return await queue.submit([row])
         except Exception as error:
             return error
 
@@ -284,9 +284,9 @@ def test_a_request_whose_deadline_passed_or_whose_caller_left_is_never_predicted
             left.abandon()
             return list(
                 await asyncio.gather(
-                    queue.infer([1], expired),
-                    queue.infer([2], left),
-                    queue.infer([3]),
+                    queue.submit([1], expired),
+                    queue.submit([2], left),
+                    queue.submit([3]),
                     return_exceptions=True,
                 )
             )
@@ -305,10 +305,10 @@ def test_a_call_held_past_the_longest_allowed_while_others_wait_is_stuck_and_the
 
     async def scenario() -> tuple[bool, bool, BaseException | BaseModel]:
         async with running(model) as queue:
-            first = asyncio.create_task(queue.infer([1]))
+            first = asyncio.create_task(queue.submit([1]))
             await wait_until_running(model)
             alone = queue.stuck(time.monotonic() + 10, longest_call=5)  # nobody waits yet
-            waiting = asyncio.create_task(queue.infer([2]))
+            waiting = asyncio.create_task(queue.submit([2]))
             await asyncio.sleep(0.05)
             stuck = queue.stuck(time.monotonic() + 10, longest_call=5)
             assert queue.fail_waiting(Refused("not responding", "unavailable")) == 1
@@ -331,9 +331,9 @@ def test_waiting_for_company_batches_requests_that_arrive_apart() -> None:
 
             async def late(rows: list[int]) -> BaseModel:
                 await asyncio.sleep(0.02)
-                return await queue.infer(rows)
+                return await queue.submit(rows)
 
-            await asyncio.gather(queue.infer([1]), late([2]))
+            await asyncio.gather(queue.submit([1]), late([2]))
 
     asyncio.run(scenario())
     assert model.calls == [2]
@@ -345,10 +345,10 @@ def test_a_request_whose_client_left_does_not_disturb_the_others() -> None:
 
     async def scenario() -> list[int]:
         async with running(model) as queue:
-            first = asyncio.create_task(queue.infer([0]))
+            first = asyncio.create_task(queue.submit([0]))
             await wait_until_running(model)
-            gone = asyncio.create_task(queue.infer([1]))
-            kept = asyncio.create_task(queue.infer([2]))
+            gone = asyncio.create_task(queue.submit([1]))
+            kept = asyncio.create_task(queue.submit([2]))
             await asyncio.sleep(0.02)
             gone.cancel()
             model.release.set()
@@ -366,9 +366,9 @@ def test_a_stopped_queue_predicts_what_was_queued_and_refuses_more() -> None:
     async def scenario() -> None:
         queue = InferenceQueue(model, "predictions", max_rows=10)
         queue.start()
-        assert predictions(await queue.infer([1])) == [2]
+        assert predictions(await queue.submit([1])) == [2]
         await asyncio.to_thread(queue.stop, 5)
         with pytest.raises(RuntimeError, match="stopped"):
-            await queue.infer([2])
+            await queue.submit([2])
 
     asyncio.run(scenario())

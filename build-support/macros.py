@@ -141,7 +141,7 @@ def service_overlays(service, environments=("dev", "staging", "prod")):
 
 
 def model_services_env():
-    """The registry (MODEL_SERVICES in pants-plugins/services.py) as an environment variable
+    """The registry (MODEL_SERVICES in build-support/services.py) as an environment variable
     for the cross-service tests: `python_tests(extra_env_vars=[model_services_env()], ...)`."""
     return "MODEL_SERVICES=" + ",".join(MODEL_SERVICES)
 
