@@ -41,6 +41,19 @@ def files_matching(repo: Path, *globs: str) -> set[str]:
     return {str(path.relative_to(repo)) for pattern in globs for path in repo.glob(pattern)}
 
 
+def library_tests_over_rest(repo: Path) -> set[str]:
+    """The library's tests that import the REST transport (directly, or through the app that
+    `server/app.py` composes or the test helpers), and the layers' test, which reads every
+    layer. The layers below REST (runtime, protocol, formats) and their tests are untouched
+    by a change to it."""
+    uses_rest = re.compile(r"^from modelserving\.(rest|server\.app|dev\.testing)\b", re.MULTILINE)
+    return {
+        test
+        for test in files_matching(repo, "libs/**/test_*.py")
+        if uses_rest.search((repo / test).read_text()) or test.endswith("/test_layers.py")
+    }
+
+
 @dataclass
 class Expected:
     tests: Callable[[Path], set[str]]
@@ -149,9 +162,9 @@ CASES: dict[str, tuple[Callable[[Path], None], Expected]] = {
     "libs": (
         append("libs/modelserving/rest/v2.py"),
         Expected(
-            lambda repo: files_matching(
+            lambda repo: library_tests_over_rest(repo)
+            | files_matching(
                 repo,
-                "libs/**/test_*.py",
                 "services/*/test_*.py",
                 "tests/browser/test_*.py",
                 "tests/bench/test_harness.py",  # the benchmark's smoke test runs the Titanic PEX
