@@ -2,7 +2,7 @@
 # A prelude cannot import; it defines plain functions that declare targets.
 
 
-def model_service(name, data=True, model_dependencies=(), test_timeout=600, **kwargs):
+def model_service(name, data=True, conftest=False, model_dependencies=(), test_timeout=600, **kwargs):
     """All targets of one model service under services/<name>/.
 
     Serving and training are split: `:serve`, and so the image, holds what <name>/main.py
@@ -17,7 +17,7 @@ def model_service(name, data=True, model_dependencies=(), test_timeout=600, **kw
                                  directory (one training on a bundled data set)
     :lib      the whole service (sources, model, data), for tests and tools that use all of it
     :tests    <name>/test_*.py   API and model-quality tests
-    :test_utils  <name>/conftest.py, where the tests share fixtures
+    :test_utils  <name>/conftest.py, where the tests share fixtures (`conftest=True`)
     :serve    <name>/main.py with its imports, and :model. `./pants run services/<name>:serve`;
               `package` -> the PEX the image installs
     :train    <name>/train.py with its imports, and :data. `./pants run services/<name>:train`
@@ -33,7 +33,8 @@ def model_service(name, data=True, model_dependencies=(), test_timeout=600, **kw
     if data:
         resources(name="data", sources=["data/*"])
     python_sources(name="sources", sources=["*.py", "!test_*.py", "!conftest.py"], **kwargs)
-    python_test_utils(name="test_utils")
+    if conftest:
+        python_test_utils(name="test_utils", sources=["conftest.py"])
     target(name="lib", dependencies=[":sources", ":model", *data_targets])
     python_tests(
         name="tests",
@@ -140,12 +141,21 @@ def service_overlays(service, environments=("dev", "staging", "prod")):
         )
 
 
-def model_services_env():
-    """The registry (MODEL_SERVICES in build-support/services.py) as an environment variable
-    for the cross-service tests: `python_tests(extra_env_vars=[model_services_env()], ...)`."""
-    return "MODEL_SERVICES=" + ",".join(MODEL_SERVICES)
+def model_services(found):
+    """The model services, from $MODEL_SERVICES as a BUILD file reads it:
+    `SERVICES = model_services(env("MODEL_SERVICES"))`. The `./pants` launcher finds them: each
+    `services/<name>/BUILD` that declares one (`model_service(...)`). No file lists them, so
+    adding or removing a service changes only that service's own files. (Pants gives a BUILD
+    file only the variables it names itself in `env("...")`, hence the argument.)"""
+    return tuple(name for name in (found or "").split(",") if name)
 
 
-def every_service(address_template):
-    """`every_service("services/{}:lib")`: that address for each registered model service."""
-    return [address_template.format(service) for service in MODEL_SERVICES]
+def model_services_env(services):
+    """The model services as an environment variable for the cross-service tests:
+    `python_tests(extra_env_vars=[model_services_env(SERVICES)], ...)`."""
+    return "MODEL_SERVICES=" + ",".join(services)
+
+
+def every_service(address_template, services):
+    """`every_service("services/{}:lib", SERVICES)`: that address for each model service."""
+    return [address_template.format(service) for service in services]

@@ -9,10 +9,12 @@ promises (tests/services), and run their images as their prod Deployments declar
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from modelserving.dev.testing import yield_the_cpu
 yield_the_cpu()  # this module runs Pants and Docker builds for minutes
 
 NEW = {"wine": "classification", "housing": "regression"}
+ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +54,46 @@ def generated(repo: Path) -> Path:
     return repo
 
 
-def test_generated_services_are_registered_with_model_and_overlays(generated: Path) -> None:
-    registry = (generated / "build-support/services.py").read_text()
+def test_generated_services_are_their_own_files_with_model_and_overlays(generated: Path) -> None:
+    changed = git(generated, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert changed and all(line.startswith("?? ") for line in changed), changed  # nothing shared edited
+    owners = {line[3:].split("/")[0] + "/" + line[3:].split("/")[1] for line in changed}
+    assert owners == {f"{top}/{name}" for top in ("services", "k8s") for name in NEW}
     for name in NEW:
-        assert f'    "{name}",\n' in registry
         assert (generated / f"services/{name}/model/model_card.json").is_file()
         for env in ("dev", "staging", "prod"):
             assert (generated / f"k8s/{name}/overlays/{env}/kustomization.yaml").is_file()
+
+
+def plan(repo: Path, since: str) -> dict[str, Any]:
+    """What changed-only CI (.ci/changed) would build and publish for the commits since `since`."""
+    result = subprocess.run(
+        [".ci/changed", since, "--list", "--json"], cwd=repo, capture_output=True, text=True, timeout=900
+    )
+    assert passed(result), result.stdout + result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_adding_services_builds_and_publishes_only_them(generated: Path) -> None:
+    git(generated, "checkout", "-q", "-B", "added")
+    git(generated, "add", "-A")
+    git(generated, "commit", "-q", "-m", "two new services")
+    added = plan(generated, "base")
+    assert set(added["images"].values()) == {f"modelserving-{name}" for name in NEW}
+    assert set(added["overlays"]) == {f"k8s/{name}/overlays/{env}" for name in NEW for env in ENVIRONMENTS}
+    tests = {test.split(":")[0] for test in added["tests"]}
+    assert {f"services/{name}/test_api.py" for name in NEW} <= tests
+    assert "tests/services/test_every_service.py" in tests  # the cross-service tests run for them
+    assert not any(test.startswith(("services/titanic/", "services/iris/")) for test in tests)
+
+    git(generated, "checkout", "-q", "-b", "removed")
+    git(generated, "rm", "-q", "-r", "services/housing", "k8s/housing")
+    git(generated, "commit", "-q", "-m", "housing removed")
+    removed = plan(generated, "added")
+    assert removed["images"] == {} and removed["overlays"] == []
+    assert not any(test.startswith(("services/", "k8s/")) for test in removed["tests"])
+    git(generated, "checkout", "-q", "added")  # housing back, for the tests below
+    assert (generated / "services/housing/BUILD").is_file()
 
 
 def test_an_existing_name_is_refused_and_nothing_changes(generated: Path) -> None:

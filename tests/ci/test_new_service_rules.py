@@ -15,7 +15,7 @@ def repo(tmp_path: Path) -> Path:
     """The parts of the monorepo the generator reads and writes."""
     (tmp_path / "pants.toml").write_text("[GLOBAL]\n")
     (tmp_path / "build-support").mkdir()
-    (tmp_path / "build-support/services.py").write_text('MODEL_SERVICES = (\n    "iris",\n)\n')
+    (tmp_path / "build-support/macros.py").write_text("def model_service(name): ...\n")
     (tmp_path / "3rdparty/python").mkdir(parents=True)
     (tmp_path / "3rdparty/python/requirements.txt").write_text(
         "fastapi>=0.115\n# a comment\nxgboost-cpu>=3.0\n"
@@ -25,6 +25,11 @@ def repo(tmp_path: Path) -> Path:
     (tmp_path / "tools/ci/changed.py").write_text("")
     (tmp_path / "k8s/components").mkdir(parents=True)
     return tmp_path
+
+
+def tree(repo: Path) -> dict[str, str]:
+    """Every file under `repo`, by path, with its content."""
+    return {str(path.relative_to(repo)): path.read_text() for path in repo.rglob("*") if path.is_file()}
 
 
 @pytest.mark.parametrize(
@@ -50,10 +55,10 @@ def repo(tmp_path: Path) -> Path:
 def test_refuses_a_name_that_is_taken_or_invalid_and_writes_nothing(
     repo: Path, name: str, reason: str
 ) -> None:
-    registry_before = (repo / "build-support/services.py").read_text()
+    before = tree(repo)
     with pytest.raises(Refused, match=reason):
         create(repo, name, "classification", with_model=False)
-    assert (repo / "build-support/services.py").read_text() == registry_before
+    assert tree(repo) == before
     assert not (repo / "services" / name).exists() or name == "iris"
 
 
@@ -79,13 +84,14 @@ def test_every_template_is_rendered_fully(task: str) -> None:
     assert "newName: modelserving-wine" in files[Path("k8s/wine/base/kustomization.yaml")]
 
 
-def test_registers_the_service_in_the_registry(repo: Path) -> None:
+def test_writes_only_the_services_own_directories(repo: Path) -> None:
+    before = tree(repo)
     create(repo, "wine", "regression", with_model=False)
-    assert (
-        repo / "build-support/services.py"
-    ).read_text() == 'MODEL_SERVICES = (\n    "iris",\n    "wine",\n)\n'
-    assert (repo / "services/wine/main.py").is_file()
-    assert (repo / "k8s/wine/overlays/prod/kustomization.yaml").is_file()
+    added = {path: content for path, content in tree(repo).items() if path not in before}
+    assert {path for path, content in tree(repo).items() if before.get(path, content) != content} == set()
+    assert added and all(path.startswith(("services/wine/", "k8s/wine/")) for path in added)
+    assert "services/wine/main.py" in added
+    assert "k8s/wine/overlays/prod/kustomization.yaml" in added
 
 
 def test_a_failed_step_leaves_nothing_behind(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,9 +99,9 @@ def test_a_failed_step_leaves_nothing_behind(repo: Path, monkeypatch: pytest.Mon
         raise RuntimeError("training failed")
 
     monkeypatch.setattr(new_service, "train", failing_training)
-    registry_before = (repo / "build-support/services.py").read_text()
+    before = tree(repo)
     with pytest.raises(RuntimeError, match="training failed"):
         create(repo, "wine", "classification")
     assert not (repo / "services/wine").exists()
     assert not (repo / "k8s/wine").exists()
-    assert (repo / "build-support/services.py").read_text() == registry_before
+    assert tree(repo) == before

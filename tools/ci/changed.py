@@ -10,11 +10,13 @@ Pants decides what a change touches: `--changed-since=<merge base>
 to everything that depends on them (a service's serving code -> its tests, image and
 overlays; its training-only code -> its tests; libs/ -> every service; base-image/ ->
 every image; a kustomize component -> every overlay). The docs (//:docs) run only their
-link check (tests/docs), which also reruns when any other file changes. Two kinds of
+link check (tests/docs), which also reruns when any other file changes. No file lists the
+services (the launcher finds them), so a new service plans its own targets, the
+cross-service tests, its image and its overlays, and nothing of the others'. Two kinds of
 change Pants cannot follow, and what this script does about them:
 
-- build configuration (pants.toml, the ./pants launcher, the BUILD macros and the
-  service registry in build-support/, tool settings in pyproject.toml, CI itself in
+- build configuration (pants.toml, the ./pants launcher, the BUILD macros in
+  build-support/, tool settings in pyproject.toml, CI itself in
   .ci/ and .github/, the system tools, Pants' own wheels and its Python tools under
   3rdparty/): any target may build differently, so every target is built;
 - a pin in 3rdparty/python/constraints.txt, which no target owns, or its wheel's line

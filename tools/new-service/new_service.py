@@ -4,10 +4,11 @@
 
 writes services/<name>/ (schemas, features, model, training, tests, README, BUILD)
 and k8s/<name>/ (base and dev/staging/prod overlays on the shared component) from
-the templates next to this file, registers the service in
-build-support/services.py (so the cross-service tests, overlay targets and CI pick
-it up), and trains its first model on a data set bundled with scikit-learn. Right
-after, `./pants test services/<name>::` passes and the image builds.
+the templates next to this file, and trains its first model on a data set bundled with
+scikit-learn. It changes no shared file: its BUILD declares the service
+(`model_service(...)`), and the `./pants` launcher finds it there, so the cross-service
+tests, the overlay targets and CI pick it up. Right after, `./pants test services/<name>::`
+passes and the image builds.
 
 It refuses a name that is taken or could not be both a Python package and a
 Kubernetes (DNS) name, and leaves nothing behind if any step fails.
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TEMPLATES = Path(__file__).parent / "templates"
-REGISTRY = Path("build-support/services.py")
+MACROS = Path("build-support/macros.py")  # model_service(), which the generated BUILD calls
 VALID_NAME = re.compile(r"[a-z][a-z0-9]{1,29}")
 # Pants reads any file named BUILD or BUILD.* as a BUILD file, so that template has another name.
 RENAMED = {"build": "BUILD"}
@@ -69,9 +70,9 @@ class Refused(Exception):
 
 def find_repo(start: Path) -> Path:
     for directory in (start, *start.parents):
-        if (directory / "pants.toml").is_file() and (directory / REGISTRY).is_file():
+        if (directory / "pants.toml").is_file() and (directory / MACROS).is_file():
             return directory
-    raise Refused(f"not inside the monorepo (no pants.toml and {REGISTRY} above {start})")
+    raise Refused(f"not inside the monorepo (no pants.toml and {MACROS} above {start})")
 
 
 def taken_names(repo: Path) -> dict[str, str]:
@@ -136,18 +137,6 @@ def render(name: str, task_name: str) -> dict[Path, str]:
     return files
 
 
-def register(repo: Path, name: str) -> None:
-    """Add `name` to MODEL_SERVICES in build-support/services.py."""
-    registry = repo / REGISTRY
-    text = registry.read_text()
-    updated, count = re.subn(
-        r"^(MODEL_SERVICES = \(\n(?:    \"[a-z0-9]+\",\n)*)\)", rf'\g<1>    "{name}",\n)', text, flags=re.M
-    )
-    if count != 1:
-        raise Refused(f"cannot find the MODEL_SERVICES tuple in {REGISTRY}")
-    registry.write_text(updated)
-
-
 def train(repo: Path, name: str) -> None:
     """Train the first model in this process, as `./pants run services/<name>:train` would."""
     sys.path.insert(0, str(repo / "services"))
@@ -160,21 +149,18 @@ def train(repo: Path, name: str) -> None:
 
 
 def create(repo: Path, name: str, task: str, *, with_model: bool = True) -> list[Path]:
-    """Write, register and train the service; on any failure, undo all of it. Returns the files written."""
+    """Write and train the service; on any failure, undo all of it. Returns the files written."""
     check_name(name, repo)
-    registry_before = (repo / REGISTRY).read_text()
     files = render(name, task)
     try:
         for path, content in files.items():
             (repo / path).parent.mkdir(parents=True, exist_ok=True)
             (repo / path).write_text(content)
-        register(repo, name)
         if with_model:
             train(repo, name)
     except BaseException:
         for directory in (repo / "services" / name, repo / "k8s" / name):
             shutil.rmtree(directory, ignore_errors=True)
-        (repo / REGISTRY).write_text(registry_before)
         raise
     return sorted(files)
 
@@ -193,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"new-service: {refused}")
     name = arguments.name
     print(f"Created the {name} service ({arguments.task}):")
-    print("\n".join(f"  {path}" for path in [*written, Path(f"services/{name}/model/"), REGISTRY]))
+    print("\n".join(f"  {path}" for path in [*written, Path(f"services/{name}/model/")]))
     print(
         f"\nNext: ./pants test services/{name}::  Then make it yours: services/{name}/README.md lists the"
         f" files to edit; retrain with ./pants run services/{name}:train, and commit."

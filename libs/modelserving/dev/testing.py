@@ -332,12 +332,15 @@ class ServiceContract:
 def registered_services() -> list[ModelService[Any, Any]]:
     """Every model service of the repo, for the cross-service tests under tests/.
 
-    Their BUILD files pass the registry (build-support/services.py) as $MODEL_SERVICES and
-    depend on each service's code, so a new service is tested without editing any test.
+    Their BUILD files pass the services the `./pants` launcher found (each services/<name>/BUILD
+    that declares one) as $MODEL_SERVICES and depend on each service's code, so a new service
+    is tested without editing any test.
     """
     names = os.environ.get("MODEL_SERVICES", "")
     if not names:
-        pytest.fail("MODEL_SERVICES is not set: give the test extra_env_vars=[model_services_env()]", False)
+        pytest.fail(
+            "MODEL_SERVICES is not set: give the test extra_env_vars=[model_services_env(SERVICES)]", False
+        )
     return [importlib.import_module(f"{name}.main").SERVICE for name in names.split(",")]
 
 
