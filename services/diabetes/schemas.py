@@ -5,8 +5,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Measurement = Annotated[float, Field(allow_inf_nan=False)]
-# The model's input columns, in order: the fields of `Patient`, as the data set names them.
-FEATURE_COLUMNS: tuple[str, ...] = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
 
 class Patient(BaseModel):
@@ -29,6 +27,10 @@ class Patient(BaseModel):
     s4: Measurement = Field(ge=1, le=30, description="tch: total cholesterol / HDL.", examples=[4.0])
     s5: Measurement = Field(ge=1, le=9, description="ltg: ln(serum triglycerides, mg/dL).", examples=[4.8598])
     s6: Measurement = Field(ge=20, le=700, description="glu: blood sugar level, mg/dL.", examples=[87])
+
+
+# The model's input columns, in order: the fields of `Patient`, named nowhere else.
+FEATURE_COLUMNS: tuple[str, ...] = tuple(Patient.model_fields)
 
 
 class ProgressionPrediction(BaseModel):

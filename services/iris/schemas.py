@@ -7,7 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field
 Species = Literal["setosa", "versicolor", "virginica"]
 # The model's classes in the order of its probabilities, and its input columns in order.
 SPECIES: tuple[Species, ...] = ("setosa", "versicolor", "virginica")
-FEATURE_COLUMNS: tuple[str, ...] = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
 Centimetres = Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -21,6 +20,10 @@ class Flower(BaseModel):
     sepal_width_cm: Centimetres = Field(description="Sepal width.", examples=[3.5])
     petal_length_cm: Centimetres = Field(description="Petal length.", examples=[1.4])
     petal_width_cm: Centimetres = Field(description="Petal width.", examples=[0.2])
+
+
+# The model's input columns, in order: the fields of `Flower`, named nowhere else.
+FEATURE_COLUMNS: tuple[str, ...] = tuple(Flower.model_fields)
 
 
 class SpeciesPrediction(BaseModel):

@@ -4,13 +4,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import BaseModel
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 
 from modelserving import load_model
 from modelserving.dev.testing import assert_same_predictions
-from modelserving.dev.training import Dataset, save_and_report, table_bytes, training_arguments
+from modelserving.dev.training import (
+    Dataset,
+    TrainingDataError,
+    save_and_report,
+    table_bytes,
+    training_arguments,
+)
 from modelserving.formats.artifacts import sha256_of
 from modelserving.formats.joblib import JOBLIB
 
@@ -122,3 +129,23 @@ def test_retraining_check_admits_rounding_and_catches_a_changed_hyperparameter()
         assert_same_predictions(changed.predict_proba(flowers.data), probabilities)
     with pytest.raises(AssertionError):  # labels and tree structure: exactly
         assert_same_predictions(np.array([0, 1, 2]), np.array([0, 1, 1]))
+
+
+class Flower(BaseModel):
+    petal_length: float
+    sepal_width: float
+
+
+def test_a_dataset_takes_the_schemas_columns_by_name_in_its_order() -> None:
+    columns = ["sepal_width", "colour", "petal_length"]
+    data = Dataset.for_schema(Flower, columns, [[3.5, 9.0, 1.4], [3.0, 9.0, 5.2]], "species", [0, 2])
+    assert data.columns == ("petal_length", "sepal_width")
+    assert data.features.tolist() == [[1.4, 3.5], [5.2, 3.0]]
+
+
+def test_a_misspelt_column_stops_training_in_one_line_naming_the_field() -> None:
+    with pytest.raises(TrainingDataError) as caught:
+        Dataset.for_schema(Flower, ["petal_lenght", "sepal_width"], [[1.4, 3.5]], "species", [0])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "'petal_length' (did you mean 'petal_lenght'?)" in message

@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
 
 from modelserving import LoadedModel, ModelService, Settings, load_model
 from modelserving.server.app import create_app
@@ -222,6 +223,19 @@ def assert_rejected(response: httpx.Response, *fields: str) -> None:
 
 # What every service's /health_check holds, besides the keys it declares itself (`HealthKeys`).
 HEALTH_CHECK_KEYS = ("health", "booted_at", "model", "app_revision", "environment")
+
+
+def out_of_bounds(schema: type[BaseModel]) -> list[tuple[str, Any]]:
+    """For each field of `schema` with numeric bounds (`ge`, `gt`, `le`, `lt`), a value just past
+    each: what a service must refuse, taken from the schema rather than written again."""
+    refused: list[tuple[str, Any]] = []
+    for name, info in schema.model_fields.items():
+        for constraint in info.metadata:
+            for bound, step in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
+                limit = getattr(constraint, bound, None)
+                if isinstance(limit, int | float) and not isinstance(limit, bool):
+                    refused.append((name, limit + step))
+    return refused
 
 
 class ServiceContract:

@@ -15,6 +15,7 @@ committed model lives.
 
 import argparse
 import csv
+import difflib
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
@@ -66,6 +68,15 @@ def table_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> byte
     return text.getvalue().encode()
 
 
+class TrainingDataError(ValueError):
+    """The training data does not fit the service's schema; the message is one line."""
+
+
+def schema_columns(schema: type[BaseModel]) -> tuple[str, ...]:
+    """A row schema's fields, in order: the model's input columns (the one place they are named)."""
+    return tuple(schema.model_fields)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Labelled examples: a feature matrix (one row per example), its target vector, and their names."""
@@ -84,6 +95,33 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.target)
+
+    @classmethod
+    def for_schema(
+        cls,
+        schema: type[BaseModel],
+        columns: Sequence[str],
+        features: Any,
+        target_column: str,
+        target: Any,
+    ) -> "Dataset":
+        """The data's columns that `schema` names, in its order, whatever order or extra columns
+        the data has. TrainingDataError, in one line, if a field has no column of its name (with
+        the nearest column, for a misspelling)."""
+        where = {name: index for index, name in enumerate(columns)}
+        wanted = schema_columns(schema)
+        missing = [name for name in wanted if name not in where]
+        if missing:
+            hints = [
+                f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                for name in missing
+                for close in [difflib.get_close_matches(name, list(columns), n=1)]
+            ]
+            raise TrainingDataError(
+                f"{schema.__name__} has fields the training data has no column for: {', '.join(hints)}"
+            )
+        matrix = np.asarray(features, dtype=float)[:, [where[name] for name in wanted]]
+        return cls(wanted, matrix, target_column, np.asarray(target))
 
     def as_csv(self) -> bytes:
         """The examples as CSV, what the card's `training_data_sha256` is taken over."""
