@@ -293,3 +293,26 @@ def test_plan_is_exactly_what_the_change_touches(repo: Path, case: str) -> None:
     assert {test.split(":")[0] for test in plan["tests"]} == expected.tests(repo)
     assert set(plan["images"].values()) == expected.images(services)
     assert set(plan["overlays"]) == expected.overlays(services)
+
+
+def documented_example() -> tuple[str, list[str]]:
+    """docs/ci.md's example: the file it edits, and the lines `.ci/changed` printed."""
+    text = Path("docs/ci.md").read_text()
+    found = re.search(r"```console\n\$ \.ci/changed \S+ --list +# after editing (\S+)\n(.*?)```", text, re.S)
+    assert found, "docs/ci.md has no `.ci/changed ... --list` example"
+    return found.group(1), found.group(2).splitlines()
+
+
+def test_the_documented_example_is_what_the_command_prints(repo: Path) -> None:
+    edited, documented = documented_example()
+    git(repo, "checkout", "-q", "-B", "documented-example", "base")
+    append(edited, "# More.")(repo)
+    commit_all(repo, "the documented example")
+    result = changed(repo, "--list")
+    assert result.returncode == 0, result.stdout + result.stderr
+    printed = result.stdout.splitlines()
+    assert re.fullmatch(r"Changed since [0-9a-f]{12}: 1 file\(s\)", printed[0]), printed[0]
+    assert re.fullmatch(r"Changed since [0-9a-f]{12}: 1 file\(s\)", documented[0]), documented[0]
+    assert printed[1:] == documented[1:], (
+        "docs/ci.md's example is not what .ci/changed prints:\n" + result.stdout
+    )
