@@ -40,11 +40,16 @@ def test_every_layer_contract_is_kept(tmp_path: Path) -> None:
     assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
+def lint_with_an_import(into: Path, module: str, statement: str) -> subprocess.CompletedProcess[str]:
+    """import-linter on the serving code with `statement` added to `module` (a path in the package)."""
+    code = serving_code(into)
+    source = code / "modelserving" / module
+    source.write_text(source.read_text() + f"\n{statement}  # noqa\n")
+    return lint_imports(code)
+
+
 def test_a_transport_imported_by_the_data_plane_breaks_the_layers(tmp_path: Path) -> None:
-    code = serving_code(tmp_path)
-    batching = code / "modelserving/runtime/batching.py"
-    batching.write_text(batching.read_text() + "\nfrom modelserving.rest import app as _app  # noqa\n")
-    result = lint_imports(code)
+    result = lint_with_an_import(tmp_path, "runtime/batching.py", "from modelserving.rest import app as _app")
     assert result.returncode == 1
     assert "modelserving.runtime is not allowed to import modelserving.rest" in result.stdout
     assert "modelserving.runtime.batching -> modelserving.rest.app" in result.stdout
@@ -52,10 +57,7 @@ def test_a_transport_imported_by_the_data_plane_breaks_the_layers(tmp_path: Path
 
 
 def test_grpc_reaching_into_rests_http_plumbing_breaks_the_transports_contract(tmp_path: Path) -> None:
-    code = serving_code(tmp_path)
-    servicer = code / "modelserving/grpc/servicer.py"
-    servicer.write_text(servicer.read_text() + "\nfrom modelserving.http import auth as _auth  # noqa\n")
-    result = lint_imports(code)
+    result = lint_with_an_import(tmp_path, "grpc/servicer.py", "from modelserving.http import auth as _auth")
     assert result.returncode == 1
     assert "modelserving.grpc is not allowed to import modelserving.http" in result.stdout
 

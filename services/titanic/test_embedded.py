@@ -48,4 +48,6 @@ def test_the_served_app_counts_in_its_own_registry_not_the_hosts() -> None:
     assert {family.name for family in REGISTRY.collect()} == host_families
     HOST_INFERENCE.labels("host-model").observe(0.1)  # the host's metric still records
     assert REGISTRY.get_sample_value("model_inference_duration_seconds_count", {"model": "host-model"}) == 1
-    assert REGISTRY.get_sample_value("grpc_server_handled_total", {}) is None
+    HOST_GRPC_HANDLED.labels("host.Service", "Call", "OK").inc()  # and so does the other
+    labels = {"grpc_service": "host.Service", "grpc_method": "Call", "grpc_code": "OK"}
+    assert REGISTRY.get_sample_value("grpc_server_handled_total", labels) == 1

@@ -67,14 +67,17 @@ def api(toy_service: ModelService[Any, Any]) -> Iterator[Api]:
         yield started
 
 
-def x_input(*values: float) -> pb.ModelInferRequest.InferInputTensor:
+def tensor(
+    name: str, datatype: str, shape: list[int], **contents: Any
+) -> pb.ModelInferRequest.InferInputTensor:
+    """An input tensor; `contents`: its typed elements, e.g. fp64_contents=[1.0]."""
     return pb.ModelInferRequest.InferInputTensor(
-        name="x", datatype="FP64", shape=[len(values)], contents=pb.InferTensorContents(fp64_contents=values)
+        name=name, datatype=datatype, shape=shape, contents=pb.InferTensorContents(**contents)
     )
 
 
-def tensor(name: str, datatype: str, shape: list[int]) -> pb.ModelInferRequest.InferInputTensor:
-    return pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape)
+def x_input(*values: float) -> pb.ModelInferRequest.InferInputTensor:
+    return tensor("x", "FP64", [len(values)], fp64_contents=values)
 
 
 def fp64s(raw: bytes) -> list[float]:
@@ -127,28 +130,21 @@ def test_raw_input_contents_are_read_as_tritonclient_sends_them(api: Api) -> Non
         (
             pb.ModelInferRequest(
                 model_name="toy",
-                inputs=[
-                    pb.ModelInferRequest.InferInputTensor(
-                        name="x",
-                        datatype="INT64",
-                        shape=[1],
-                        contents=pb.InferTensorContents(fp64_contents=[1.0]),
-                    )
-                ],
+                inputs=[tensor("x", "INT64", [1], fp64_contents=[1.0])],
             ),
             "input 'x': shape [1] needs 1 elements, data has 0",
         ),
         (
             pb.ModelInferRequest(
                 model_name="toy",
-                inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FLOAT", shape=[1])],
+                inputs=[tensor("x", "FLOAT", [1])],
             ),
             "input 'x': unknown datatype 'FLOAT'",
         ),
         (
             pb.ModelInferRequest(
                 model_name="toy",
-                inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP16", shape=[1])],
+                inputs=[tensor("x", "FP16", [1])],
             ),
             "input 'x': FP16 elements travel in raw_input_contents",
         ),
@@ -159,7 +155,7 @@ def test_raw_input_contents_are_read_as_tritonclient_sends_them(api: Api) -> Non
         (
             pb.ModelInferRequest(
                 model_name="toy",
-                inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP64", shape=[2])],
+                inputs=[tensor("x", "FP64", [2])],
                 raw_input_contents=[struct.pack("<d", 1.0)],
             ),
             "input 'x': 2 FP64 elements take 16 bytes, binary_data_size is 8",
@@ -167,28 +163,14 @@ def test_raw_input_contents_are_read_as_tritonclient_sends_them(api: Api) -> Non
         (
             pb.ModelInferRequest(
                 model_name="toy",
-                inputs=[
-                    pb.ModelInferRequest.InferInputTensor(
-                        name="x",
-                        datatype="BYTES",
-                        shape=[1],
-                        contents=pb.InferTensorContents(bytes_contents=[b"\xff"]),
-                    )
-                ],
+                inputs=[tensor("x", "BYTES", [1], bytes_contents=[b"\xff"])],
             ),
             "input 'x': a BYTES element is not UTF-8 text",
         ),
         (
             pb.ModelInferRequest(
                 model_name="toy",
-                inputs=[
-                    pb.ModelInferRequest.InferInputTensor(
-                        name="y",
-                        datatype="FP64",
-                        shape=[1],
-                        contents=pb.InferTensorContents(fp64_contents=[1.0]),
-                    )
-                ],
+                inputs=[tensor("y", "FP64", [1], fp64_contents=[1.0])],
             ),
             "input 'y' is not an input of this model",
         ),
