@@ -106,6 +106,11 @@ class InferenceQueue:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting for the model (not those of the call running)."""
+        return self._pending_rows
+
     def stuck(self, now: float, longest_call: float) -> bool:
         """Whether the running call has taken over `longest_call` seconds while requests wait."""
         since = self._busy_since

@@ -200,6 +200,11 @@ class DataPlane:
         finally:
             self.release(own)
 
+    @property
+    def queued_rows(self) -> int:
+        """Rows admitted and waiting for the model (for operators' tools and tests)."""
+        return self._queue.pending_rows
+
     def unavailable(self) -> Refused:
         return Refused(f"model '{self.service.name}' is not responding", "unavailable")
 
