@@ -37,7 +37,7 @@ def lint_imports(code: Path) -> subprocess.CompletedProcess[str]:
 def test_every_layer_contract_is_kept(tmp_path: Path) -> None:
     result = lint_imports(serving_code(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 4 kept, 0 broken." in result.stdout
+    assert "Contracts: 5 kept, 0 broken." in result.stdout
 
 
 def lint_with_an_import(into: Path, module: str, statement: str) -> subprocess.CompletedProcess[str]:
@@ -62,9 +62,15 @@ def test_grpc_reaching_into_rests_http_plumbing_breaks_the_transports_contract(t
     assert "modelserving.grpc is not allowed to import modelserving.http" in result.stdout
 
 
+def test_a_format_importing_a_training_library_breaks_the_models_as_data_contract(tmp_path: Path) -> None:
+    result = lint_with_an_import(tmp_path, "formats/pipeline.py", "import sklearn.base as _base")
+    assert result.returncode == 1
+    assert "modelserving.formats.pipeline is not allowed to import sklearn" in result.stdout
+
+
 def test_importing_the_root_builds_no_app_and_registers_no_metric() -> None:
     check = (
-        "import sys, modelserving, modelserving.formats.trees, modelserving.formats.linear\n"
+        "import sys, modelserving, modelserving.formats.trees, modelserving.formats.pipeline\n"
         "from prometheus_client import REGISTRY\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(('modelserving.', 'fastapi', 'grpc')))\n"
         "print(loaded)\n"

@@ -3,10 +3,6 @@
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from diabetes.artifact import XGBOOST_UBJ
-from diabetes.booster import predict_progression
 from diabetes.schemas import (
     FEATURE_COLUMNS,
     Patient,
@@ -15,6 +11,7 @@ from diabetes.schemas import (
     ProgressionResponse,
 )
 from modelserving import LoadedModel, ModelService
+from modelserving.formats.pipeline import PIPELINE, matrix
 from modelserving.server.serve import entry_points
 
 MODEL_DIR = Path(__file__).parent / "model"
@@ -24,13 +21,10 @@ def predict_for_patients(model: LoadedModel, patients: Sequence[Patient]) -> Pro
     metadata = PredictionMetadata(model_version=model.card.version)
     if not patients:
         return ProgressionResponse(predictions=[], metadata=metadata)
-    measurements = np.array(
-        [[getattr(patient, column) for column in FEATURE_COLUMNS] for patient in patients]
-    )
     return ProgressionResponse(
         predictions=[
             ProgressionPrediction(progression=round(float(value), 2))
-            for value in predict_progression(model.estimator, measurements)
+            for value in model.estimator.predict(matrix(patients, FEATURE_COLUMNS))
         ],
         metadata=metadata,
     )
@@ -51,7 +45,7 @@ SERVICE = ModelService(
         Patient(age=59, sex=2, bmi=32.1, bp=101, s1=157, s2=93.2, s3=38, s4=4, s5=4.8598, s6=87),
         Patient(age=48, sex=1, bmi=21.6, bp=87, s1=183, s2=103.2, s3=70, s4=3, s5=3.8918, s6=69),
     ],
-    artifact_format=XGBOOST_UBJ,
+    artifact_format=PIPELINE,  # XGBoost's trees as named arrays: no XGBoost in the image
 )
 
 

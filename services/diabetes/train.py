@@ -10,10 +10,10 @@ libraries give the same model.
 
 from sklearn.metrics import mean_absolute_error, r2_score
 
-from diabetes.artifact import XGBOOST_UBJ
-from diabetes.booster import fitted_booster, predict_progression
 from diabetes.features import build_regressor, load_training_data
-from modelserving.dev.training import Dataset, save_and_report, training_arguments
+from modelserving.dev import export
+from modelserving.dev.training import Dataset, refused_in_one_line, save_and_report, training_arguments
+from modelserving.formats.pipeline import PIPELINE
 
 MODEL_VERSION = "1.0.0"
 SEED = 42
@@ -31,10 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     data = load_training_data()
     train, held_out = held_out_split(data)
     cv_r2 = train.cross_validated(build_regressor(SEED), scoring="r2", folds=5, seed=SEED, stratify=False)
-    booster = fitted_booster(build_regressor(SEED).fit(train.features, train.target))
-    predicted = predict_progression(booster, held_out.features)
+    regressor = build_regressor(SEED).fit(train.features, train.target)
+    with refused_in_one_line("diabetes"):
+        served = export.checked(regressor, data.features)  # XGBoost's trees as arrays, predicting as it does
+    predicted = served.predict(held_out.features)
     save_and_report(
-        booster,
+        served,
         arguments,
         name="diabetes",
         training_data=data.as_csv(),
@@ -45,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
             "training_rows": len(train),
             "holdout_rows": len(held_out),
         },
-        libraries=("xgboost-cpu", "numpy"),
+        libraries=("numpy",),
         description="Gradient-boosted decision stumps (XGBoost) on raw-unit baseline measurements;"
         " disease progression one year after baseline.",
-        artifact_format=XGBOOST_UBJ,
+        artifact_format=PIPELINE,
     )
 
 

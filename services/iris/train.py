@@ -8,8 +8,9 @@ libraries give the same model.
 """
 
 from iris.features import build_pipeline, load_training_data
-from modelserving.dev.training import Dataset, save_and_report, training_arguments
-from modelserving.formats.joblib import JOBLIB
+from modelserving.dev import export
+from modelserving.dev.training import Dataset, refused_in_one_line, save_and_report, training_arguments
+from modelserving.formats.pipeline import PIPELINE
 
 MODEL_VERSION = "1.0.0"
 SEED = 0
@@ -30,20 +31,22 @@ def main(argv: list[str] | None = None) -> None:
         build_pipeline(), scoring="accuracy", folds=5, seed=SEED, stratify=True
     )
     pipeline = build_pipeline().fit(train.features, train.target)
+    with refused_in_one_line("iris"):
+        served = export.checked(pipeline, data.features)  # as arrays, predicting as the pipeline does
     save_and_report(
-        pipeline,
+        served,
         arguments,
         name="iris",
         training_data=data.as_csv(),
         metrics={
-            "holdout_accuracy": pipeline.score(held_out.features, held_out.target),
+            "holdout_accuracy": held_out.scored(served, metric="accuracy"),
             "cv5_accuracy": cv_accuracy,
             "training_rows": len(train),
             "holdout_rows": len(held_out),
         },
-        libraries=("scikit-learn", "numpy", "joblib"),
+        libraries=("numpy",),
         description="Standardised measurements, multinomial logistic regression; species probabilities.",
-        artifact_format=JOBLIB,
+        artifact_format=PIPELINE,
     )
 
 

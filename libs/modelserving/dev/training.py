@@ -14,10 +14,11 @@ committed model lives.
 """
 
 import argparse
+import contextlib
 import csv
 import difflib
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 
+from modelserving.dev.export import ExportError
 from modelserving.formats.artifacts import ModelCard, save_model
 
 METRIC_DECIMALS = 4
@@ -70,6 +72,16 @@ def table_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> byte
 
 class TrainingDataError(ValueError):
     """The training data does not fit the service's schema; the message is one line."""
+
+
+@contextlib.contextmanager
+def refused_in_one_line(name: str) -> Iterator[None]:
+    """Training stops with one line, `<name>: <why>`, not a traceback, when the data does not fit
+    the schema (TrainingDataError) or the fitted pipeline cannot be served as arrays (ExportError)."""
+    try:
+        yield
+    except (TrainingDataError, ExportError) as error:
+        raise SystemExit(f"{name}: {error}") from None
 
 
 def schema_columns(schema: type[BaseModel]) -> tuple[str, ...]:
@@ -152,7 +164,7 @@ class Dataset:
     def scored(self, model: Any, *, metric: str) -> float:
         """`metric` (a scikit-learn scorer name) of `model` on these examples: a scikit-learn
         estimator, or any model with `predict` (and, a classifier, `classes` and `predict_proba`),
-        such as the arrays a service serves (`modelserving.formats.linear.LinearModel`)."""
+        such as the arrays a service serves (`modelserving.formats.pipeline.ArrayPipeline`)."""
         return float(get_scorer(metric)(_as_estimator(model), self.features, self.target))
 
     def _with(self, features: np.ndarray, target: np.ndarray) -> "Dataset":
