@@ -81,7 +81,7 @@ def export(fitted: Any) -> ArrayPipeline:
 
 def check(fitted: Any, served: ArrayPipeline, rows: Any) -> float:
     """The largest difference between `served` and `fitted` on `rows`; ExportError past tolerance."""
-    table = _matrix(rows)
+    table = serving_matrix(rows)
     if served.classes is not None:
         expected, actual = fitted.predict_proba(rows), served.predict_proba(table)
         disagree = int(np.sum(fitted.predict(rows) != served.predict(table)))
@@ -104,7 +104,7 @@ def check(fitted: Any, served: ArrayPipeline, rows: Any) -> float:
     return float(difference.max(initial=0.0))
 
 
-def _matrix(rows: Any) -> np.ndarray:
+def serving_matrix(rows: Any) -> np.ndarray:
     """Training rows (an array or a data frame) as serving builds them: float64, or objects."""
     table = rows.to_numpy() if hasattr(rows, "to_numpy") else np.asarray(rows)
     if np.issubdtype(table.dtype, np.number) or np.issubdtype(table.dtype, np.bool_):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -183,6 +183,10 @@ class Trees:
     roots: np.ndarray  # int64 [trees]
     base: np.ndarray  # float64 [outputs]
     depth: int
+    _children: np.ndarray = field(init=False, repr=False, compare=False)  # node n's: 2n left, 2n + 1 right
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_children", np.stack([self.left, self.right], axis=1).ravel())
 
     def raw(self, features: np.ndarray) -> np.ndarray:
         features = features.astype(self.threshold.dtype)
@@ -196,11 +200,15 @@ class Trees:
         count, width = shape(features)
         values = features.ravel()
         row_starts = np.arange(count) * width
+        gaps = bool(np.isnan(values).any())
         node = np.repeat(self.roots[:, np.newaxis], count, axis=1)  # [trees, rows]
         for _ in range(self.depth):
             value = values[self.feature[node] + row_starts]
-            goes_left = (value <= self.threshold[node]) | (np.isnan(value) & self.missing_left[node])
-            node = np.where(goes_left, self.left[node], self.right[node])
+            if gaps:
+                goes_left = (value <= self.threshold[node]) | (np.isnan(value) & self.missing_left[node])
+                node = self._children[2 * node + ~goes_left]
+            else:
+                node = self._children[2 * node + (value > self.threshold[node])]
         return self.value[node].sum(axis=0)  # type: ignore[no-any-return]
 
     def arrays(self) -> dict[str, np.ndarray]:
