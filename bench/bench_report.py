@@ -12,12 +12,18 @@ CEILING = "framework ceiling (/health_check/load_balancer)"
 BASELINE = "baseline (seed style), 1 passenger"
 V2_1 = "titanic, v2 infer, 1 row"
 GRPC_1 = "titanic, gRPC ModelInfer, 1 row"
+IRIS_1, DIABETES_1 = "iris, 1 flower", "diabetes, 1 patient"
+IRIS_CEILING = "iris, framework ceiling (/health_check/load_balancer)"
+DIABETES_CEILING = "diabetes, framework ceiling (/health_check/load_balancer)"
 
 # Figures a ratio divides, as (scenario, workers, concurrency, micro-batching): the harness
 # measures each group together, in one-second slices taken in turn, so the VM's drift falls on all alike.
 COMPARED = [
     [(CEILING, 1, 16, True), (TITANIC_1, 1, 16, True), (V2_1, 1, 16, True), (GRPC_1, 1, 16, True)],
-    [(TITANIC_1, 1, 1, True), (TITANIC_1, 1, 1, False)],
+    [(TITANIC_1, 1, 1, True), (TITANIC_1, 1, 1, False), (CEILING, 1, 1, True)],
+    # Each service's one-row route against its own empty route, on the same worker (issue #26).
+    [(IRIS_CEILING, 1, 1, True), (IRIS_1, 1, 1, True)],
+    [(DIABETES_CEILING, 1, 1, True), (DIABETES_1, 1, 1, True)],
 ]
 
 # ratio name -> (target, "min" if the figure must reach it, "max" if it must stay under it)
@@ -30,6 +36,10 @@ TARGETS = {
     "grpc_over_typed_throughput": (1.0, "min"),  # issue #18
     "titanic_startup_seconds": (2.0, "max"),
     "batching_p50_cost_at_concurrency_1": (0.10, "max"),
+    # Issue #26: a one-row prediction at c1 costs at most half again its service's empty route.
+    "titanic_c1_p50_over_empty_route": (1.5, "max"),
+    "iris_c1_p50_over_empty_route": (1.5, "max"),
+    "diabetes_c1_p50_over_empty_route": (1.5, "max"),
 }
 
 
@@ -119,6 +129,12 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise KeyError("a divisor measured nothing")  # no ratio rather than a wrong one
         return [a / b for a, b in zip(top, bottom, strict=True)]
 
+    def one_row_over_empty_route(one_row: str, empty: str) -> Callable[[], list[float]]:
+        def p50_at_c1(scenario: str) -> list[float]:
+            return per_round(find(report, scenario, concurrency=1), "p50_ms")
+
+        return lambda: over(p50_at_c1(one_row), p50_at_c1(empty))
+
     formulas: dict[str, Callable[[], list[float]]] = {
         "titanic_over_baseline_throughput": lambda: over(
             titanic("requests_per_second"), per_round(find(report, BASELINE), "requests_per_second")
@@ -139,6 +155,14 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             titanic("requests_per_second"),
         ),
         "titanic_startup_seconds": lambda: [report["startup_seconds"]["titanic"]],
+        **{
+            f"{service}_c1_p50_over_empty_route": one_row_over_empty_route(one, empty)
+            for service, one, empty in [
+                ("titanic", TITANIC_1, CEILING),
+                ("iris", IRIS_1, IRIS_CEILING),
+                ("diabetes", DIABETES_1, DIABETES_CEILING),
+            ]
+        },
         "batching_p50_cost_at_concurrency_1": lambda: [
             ratio - 1
             for ratio in over(

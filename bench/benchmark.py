@@ -52,7 +52,11 @@ from typing import Any
 
 from bench_report import (
     COMPARED,
+    DIABETES_1,
+    DIABETES_CEILING,
     GRPC_1,
+    IRIS_1,
+    IRIS_CEILING,
     TITANIC_1,
     overload_targets,
     percentile,
@@ -192,8 +196,10 @@ SCENARIOS = [
     Scenario("titanic, batch of 1000", "titanic", "/predict_survival_by_passengers", [PASSENGER] * 1000),
     Scenario("titanic, v2 infer, 1 row", "titanic", "/v2/models/titanic/infer", V2_PASSENGER),
     Scenario(GRPC_1, "titanic", MODEL_INFER, GRPC_FRAME, grpc=True),
-    Scenario("iris, 1 flower", "iris", "/predict_species", [FLOWER]),
-    Scenario("diabetes, 1 patient", "diabetes", "/predict_progression", [PATIENT]),
+    Scenario(IRIS_CEILING, "iris", "/health_check/load_balancer"),
+    Scenario(IRIS_1, "iris", "/predict_species", [FLOWER]),
+    Scenario(DIABETES_CEILING, "diabetes", "/health_check/load_balancer"),
+    Scenario(DIABETES_1, "diabetes", "/predict_progression", [PATIENT]),
     Scenario(
         "baseline (seed style), 1 passenger", "baseline", "/predict_survival_by_passengers", [PASSENGER]
     ),

@@ -12,10 +12,15 @@ from benchmark import SCENARIOS
 FULL = [(1, True), (2, True), (1, False)]
 
 
-def test_each_compared_group_is_measured_together_and_every_other_figure_alone() -> None:
-    steps = benchmark.schedule([s for s in SCENARIOS if s.app == "titanic"], FULL)
-    assert [[benchmark.key(job) for job in step] for step in steps[: len(COMPARED)]] == COMPARED
-    assert all(len(step) == 1 for step in steps[len(COMPARED) :])
+@pytest.mark.parametrize("app", ["titanic", "iris", "diabetes"])
+def test_each_compared_group_is_measured_together_and_every_other_figure_alone(app: str) -> None:
+    scenarios = [s for s in SCENARIOS if s.app == app]
+    names = {s.name for s in scenarios}
+    groups = [group for group in COMPARED if all(name in names for name, *_ in group)]
+    assert groups, f"no compared group for {app}"
+    steps = benchmark.schedule(scenarios, FULL)
+    assert [[benchmark.key(job) for job in step] for step in steps[: len(groups)]] == groups
+    assert all(len(step) == 1 for step in steps[len(groups) :])
 
 
 def test_every_figure_is_measured_once_whatever_the_order() -> None:
