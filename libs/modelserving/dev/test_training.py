@@ -8,12 +8,15 @@ from pydantic import BaseModel
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 
 from modelserving import load_model
-from modelserving.dev.testing import assert_same_predictions
+from modelserving.dev import export
+from modelserving.dev.testing import assert_same_predictions, raised
 from modelserving.dev.training import (
     Dataset,
     TrainingDataError,
+    refused_in_one_line,
     save_and_report,
     table_bytes,
     training_arguments,
@@ -149,3 +152,19 @@ def test_a_misspelt_column_stops_training_in_one_line_naming_the_field() -> None
     message = str(caught.value)
     assert "\n" not in message
     assert "'petal_length' (did you mean 'petal_lenght'?)" in message
+
+
+def test_a_model_that_cannot_be_served_as_arrays_stops_training_in_one_line() -> None:
+    data = load_iris()
+    fitted = KNeighborsClassifier().fit(data.data, data.target)
+    with pytest.raises(SystemExit) as caught, refused_in_one_line("iris"):
+        export.checked(fitted, data.data)
+    message = str(raised(caught).code)
+    assert message.startswith("iris: cannot convert a KNeighborsClassifier: the models that convert are")
+    assert "\n" not in message
+
+
+def test_a_column_the_data_lacks_stops_training_in_one_line_named_after_the_service() -> None:
+    with pytest.raises(SystemExit) as caught, refused_in_one_line("iris"):
+        Dataset.for_schema(Flower, ["petal_lenght", "sepal_width"], [[1.4, 3.5]], "species", [0])
+    assert str(raised(caught).code).startswith("iris: ") and "petal_length" in str(raised(caught).code)
