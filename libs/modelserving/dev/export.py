@@ -291,7 +291,7 @@ def _gradient_boosting(model: Any) -> tuple[Trees, Link]:
             nodes.append(_sklearn_nodes(estimator.tree_, leaves))
     link = _classifier_link(outputs) if classifier else "identity"
     trees = _trees(nodes, outputs, float32=True)
-    return _with_base(trees, model, _public_raw(model)), link
+    return _with_base(trees, int(model.n_features_in_), _public_raw(model)), link
 
 
 def _histogram_boosting(model: Any) -> tuple[Trees, Link]:
@@ -332,7 +332,7 @@ def _histogram_boosting(model: Any) -> tuple[Trees, Link]:
             )
     trees = _trees(nodes, outputs, float32=False)
     raw = _public_raw(model) if link != "exp" else lambda rows: np.asarray(np.log(model.predict(rows)))
-    return _with_base(trees, model, raw), link
+    return _with_base(trees, int(model.n_features_in_), raw), link
 
 
 def _xgboost(model: Any) -> tuple[Trees, Link]:
@@ -438,10 +438,9 @@ def _trees(nodes: Sequence[Nodes], outputs: int, *, float32: bool) -> Trees:
     )
 
 
-def _with_base(trees: Trees, model: Any, raw: Callable[[np.ndarray], np.ndarray]) -> Trees:
-    """`trees` with the constant the model adds to its trees, read by public API: its raw output on
-    one row less what its trees give there."""
-    width = model if isinstance(model, int) else int(model.n_features_in_)
+def _with_base(trees: Trees, width: int, raw: Callable[[np.ndarray], np.ndarray]) -> Trees:
+    """`trees` with the constant the model adds to its trees, read by public API: its `raw` output
+    on one row of `width` zeros less what its trees give there."""
     probe = np.zeros((1, width))
     expected = np.asarray(raw(probe), dtype=np.float64).reshape(1, -1)
     from_trees = trees.raw(probe)

@@ -67,20 +67,23 @@ def round_tripped(served: ArrayPipeline) -> ArrayPipeline:
     return loaded
 
 
-@pytest.mark.parametrize("case", CLASSIFIERS.values(), ids=CLASSIFIERS.keys())
-def test_a_classifier_gives_the_fitted_probabilities_and_classes(case: tuple[Any, Any]) -> None:
+def fitted_and_served(case: tuple[Any, Any]) -> tuple[Any, Any, ArrayPipeline]:
+    """(the fitted model, its rows, its arrays as serving loads them)."""
     model, (rows, target) = case
     model.fit(rows, target)
-    served = round_tripped(export.checked(model, rows))
+    return model, rows, round_tripped(export.checked(model, rows))
+
+
+@pytest.mark.parametrize("case", CLASSIFIERS.values(), ids=CLASSIFIERS.keys())
+def test_a_classifier_gives_the_fitted_probabilities_and_classes(case: tuple[Any, Any]) -> None:
+    model, rows, served = fitted_and_served(case)
     np.testing.assert_allclose(served.predict_proba(rows), model.predict_proba(rows), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(served.predict(rows), model.predict(rows))
 
 
 @pytest.mark.parametrize("case", REGRESSORS.values(), ids=REGRESSORS.keys())
 def test_a_regressor_gives_the_fitted_values(case: tuple[Any, Any]) -> None:
-    model, (rows, target) = case
-    model.fit(rows, target)
-    served = round_tripped(export.checked(model, rows))
+    model, rows, served = fitted_and_served(case)
     np.testing.assert_allclose(served.predict(rows), model.predict(rows), rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="no class probabilities"):
         served.predict_proba(rows)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -52,8 +52,16 @@ class ColumnOp(Protocol):
         ...
 
 
+class _FieldArrays:
+    """An op whose dataclass fields (but `kind`) are its arrays, saved and loaded by name."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        names = [field.name for field in fields(self) if field.name != "kind"]  # type: ignore[arg-type]
+        return {name: getattr(self, name) for name in names}
+
+
 @dataclass(frozen=True)
-class Impute:
+class Impute(_FieldArrays):
     """Missing values (NaN or None) replaced by one value per column."""
 
     fill: np.ndarray
@@ -63,12 +71,9 @@ class Impute:
         missing = is_missing(block)
         return np.where(missing, self.fill, block) if missing.any() else block
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"fill": self.fill}
-
 
 @dataclass(frozen=True)
-class Standardise:
+class Standardise(_FieldArrays):
     """(x - mean) / scale, in that order: scikit-learn's StandardScaler."""
 
     mean: np.ndarray
@@ -78,12 +83,9 @@ class Standardise:
     def apply(self, block: np.ndarray) -> np.ndarray:
         return (as_numbers(block) - self.mean) / self.scale  # type: ignore[no-any-return]
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean, "scale": self.scale}
-
 
 @dataclass(frozen=True)
-class Rescale:
+class Rescale(_FieldArrays):
     """x * scale + offset, in that order: scikit-learn's MinMaxScaler."""
 
     scale: np.ndarray
@@ -92,9 +94,6 @@ class Rescale:
 
     def apply(self, block: np.ndarray) -> np.ndarray:
         return as_numbers(block) * self.scale + self.offset  # type: ignore[no-any-return]
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"scale": self.scale, "offset": self.offset}
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,9 @@ class OneHot:
 
 
 _OPS: dict[str, Any] = {
-    "impute": lambda a: Impute(a["fill"]),
-    "standardise": lambda a: Standardise(a["mean"], a["scale"]),
-    "rescale": lambda a: Rescale(a["scale"], a["offset"]),
+    "impute": lambda a: Impute(**a),
+    "standardise": lambda a: Standardise(**a),
+    "rescale": lambda a: Rescale(**a),
     "onehot": lambda a: OneHot(tuple(a[str(column)] for column in range(len(a)))),
 }
 
@@ -351,8 +350,10 @@ def matrix(rows: Sequence[Any], columns: Sequence[str]) -> np.ndarray:
 
 
 def as_objects(values: Sequence[Sequence[Any]], width: int) -> np.ndarray:
+    """Rows as a [rows, width] array of objects (numbers, text and None side by side)."""
     table = np.empty((len(values), width), dtype=object)
-    table[:] = values if values else table
+    if values:
+        table[:] = values
     return table
 
 
