@@ -1,7 +1,8 @@
 """Bearer-token auth on REST routes: `BearerAuth.dependency` is a FastAPI security dependency.
 The routes that take it are the protected ones, and the OpenAPI document declares the scheme
-on exactly those. It runs before a route reads its body. The tokens, and what a request must
-send, are `modelserving.runtime.tokens`'.
+on exactly those; routes FastAPI does not run (`DirectRoute`) call `authorise` themselves.
+Either runs before a route reads its body. The tokens, and what a request must send, are
+`modelserving.runtime.tokens`'.
 """
 
 from typing import Annotated, Any
@@ -22,14 +23,19 @@ class BearerAuth(BearerTokens):
         bearer = HTTPBearer(scheme_name=SCHEME, auto_error=False)
 
         async def require_token(
-            request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+            request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
         ) -> None:
-            if credentials is not None and self.allows(credentials.credentials):
-                return
-            message = self.refusal(request.headers.get("authorization"))
-            raise HTTPException(401, message, headers={"www-authenticate": "Bearer"})
+            self.authorise(request)
 
         return Depends(require_token)
+
+    def authorise(self, request: Request) -> None:
+        """401 (HTTPException) unless the request carries a valid bearer token: the dependency's
+        check, for routes that run their own (`modelserving.http.routing.DirectRoute`)."""
+        header = request.headers.get("authorization")
+        if self.allows_header(header):
+            return
+        raise HTTPException(401, self.refusal(header), headers={"www-authenticate": "Bearer"})
 
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid bearer token"}}

@@ -21,6 +21,7 @@ from modelserving.http.bodies import documented_body, json_body, schema_componen
 from modelserving.http.docs import extend_openapi, install_offline_docs
 from modelserving.http.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
 from modelserving.http.middleware import RequestContextMiddleware
+from modelserving.http.routing import DirectRoute
 from modelserving.rest.health import add_health_routes
 from modelserving.rest.v2 import add_v2_routes
 from modelserving.runtime.dataplane import DataPlane, NotReady
@@ -52,21 +53,22 @@ def rest_app(plane: DataPlane, tokens: tuple[bytes, ...], lifespan: Lifespan) ->
         max_body_bytes=config.max_body_bytes,
         body_timeout_seconds=config.body_timeout_seconds,
     )
-    protect = [BearerAuth(tokens).dependency()] if tokens else []
+    auth = BearerAuth(tokens) if tokens else None
+    protect = [auth.dependency()] if auth else []
 
     # Each layer adds its routes to the app itself: FastAPI matches the routes of an included
     # router twice per request (to pick the router, then within it), here once.
-    rows_adapter = add_typed_routes(app.router, plane, protect)
+    rows_adapter = add_typed_routes(app.router, plane, auth)
     extend_openapi(app, schema_components(rows_adapter))
-    add_v2_routes(app, plane, protect)
+    add_v2_routes(app, plane, auth)
     add_health_routes(app.router, plane)
     add_metrics_routes(app.router, plane.metrics, protect if config.metrics_require_token else [])
     return app
 
 
-def add_typed_routes(router: APIRouter, plane: DataPlane, protect: Sequence[Any]) -> TypeAdapter[list[Any]]:
-    """The service's own predict route (a list of its typed rows in, its typed response out);
-    returns the adapter that reads its body."""
+def add_typed_routes(router: APIRouter, plane: DataPlane, auth: BearerAuth | None) -> TypeAdapter[list[Any]]:
+    """The service's own predict route (a list of its typed rows in, its typed response out),
+    behind `auth` if given; returns the adapter that reads its body."""
     service, config = plane.service, plane.settings
     # The body's item type is the service's, known at run time.
     rows_type: Any = Annotated[
@@ -82,8 +84,10 @@ def add_typed_routes(router: APIRouter, plane: DataPlane, protect: Sequence[Any]
     }
 
     async def predict(request: Request) -> Response:
+        if auth:
+            auth.authorise(request)
         body = await json_body(request)
-        async with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
+        with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
             rows: list[Any] = validate_json(body, rows_adapter)
             try:
                 response = await plane.predict(rows, ticket)
@@ -99,10 +103,11 @@ def add_typed_routes(router: APIRouter, plane: DataPlane, protect: Sequence[Any]
         response_model=service.response_type,
         summary=service.predict_summary,
         description=f"At most {config.max_batch_size} rows per request.",
-        responses={**ERROR_RESPONSES, **(UNAUTHORIZED if protect else {})},
+        responses={**ERROR_RESPONSES, **(UNAUTHORIZED if auth else {})},
         tags=list(service.tags) or ["prediction"],
         openapi_extra=documented_body(rows_adapter, examples=examples),
-        dependencies=list(protect),
+        dependencies=[auth.dependency()] if auth else [],  # documented; `predict` checks it
+        route_class_override=DirectRoute,
     )
     return rows_adapter
 

@@ -11,7 +11,8 @@ Every service gets them from its `ModelService` alone; the answers are `Protocol
 (`modelserving.protocol`), and the routes only carry them over HTTP. Their errors are the
 protocol's `{"error": "..."}` (`ProtocolRoute`); the model routes take the service's auth
 dependency, if any. Tensors may also travel as binary data after the JSON
-(`modelserving.protocol.binary`).
+(`modelserving.protocol.binary`). The infer routes are `DirectRoute`s: they read their own body
+and check their own token.
 """
 
 from collections.abc import Callable, Coroutine, Sequence
@@ -27,10 +28,11 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from modelserving.http.admission import admitted
-from modelserving.http.auth import UNAUTHORIZED
+from modelserving.http.auth import UNAUTHORIZED, BearerAuth
 from modelserving.http.bodies import documented_body, json_body, media_type, schema_components, validate_json
 from modelserving.http.docs import extend_openapi
 from modelserving.http.errors import retry_after, validation_failures
+from modelserving.http.routing import DirectRoute
 from modelserving.protocol import binary
 from modelserving.protocol.codec import V2Codec
 from modelserving.protocol.errors import ErrorCode, ProtocolError, invalid
@@ -93,6 +95,10 @@ class ProtocolRoute(APIRoute):
         return handle_in_protocol_terms
 
 
+class DirectProtocolRoute(ProtocolRoute, DirectRoute):
+    """A v2 route FastAPI documents but does not run (`DirectRoute`), in the protocol's terms."""
+
+
 async def binary_body(request: Request) -> bytes:
     """The body of a request of the binary tensor data extension, unparsed; 415 for a content
     type it may not have."""
@@ -128,18 +134,24 @@ def _documented_infer(path: str, model_name: str, example: dict[str, Any]) -> di
     return {"parameters": parameters, **documented_body(INFERENCE_REQUEST, example=example)}
 
 
-def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -> None:
-    """The protocol's routes over `plane` on `app`; `protect`: dependencies of the model routes (auth)."""
+def add_v2_routes(app: FastAPI, plane: DataPlane, auth: BearerAuth | None = None) -> None:
+    """The protocol's routes over `plane` on `app`; the model routes behind `auth`, if given."""
     service = plane.service
     protocol = ProtocolModel(plane)
     codec = protocol.codec
     tags: list[str | Enum] = ["open inference protocol (v2)"]
     first_route = len(app.router.routes)
 
-    def add_route(path: str, endpoint: Callable[..., Any], methods: Sequence[str], **options: Any) -> None:
+    def add_route(
+        path: str,
+        endpoint: Callable[..., Any],
+        methods: Sequence[str],
+        route_class: type[ProtocolRoute] = ProtocolRoute,
+        **options: Any,
+    ) -> None:
         """A route of the protocol, on the app itself (see create_app)."""
         app.router.add_api_route(
-            path, endpoint, methods=list(methods), route_class_override=ProtocolRoute, tags=tags, **options
+            path, endpoint, methods=list(methods), route_class_override=route_class, tags=tags, **options
         )
 
     errors: dict[int | str, dict[str, Any]] = {
@@ -157,11 +169,13 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
         # The route reads its own path parameters and body (documented by _documented_infer): one
         # pydantic-core pass from bytes to InferenceRequest, without FastAPI's per-parameter work,
         # which cost more than the protocol's own conversion on a one-row request.
+        if auth:
+            auth.authorise(request)
         parameters = request.path_params
         version = protocol.loaded_version(parameters["model_name"], parameters.get("model_version"))
         header_length = request.headers.get(binary.HEADER)
         raw = await (json_body(request) if header_length is None else binary_body(request))
-        async with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
+        with admitted(request, plane) as ticket:  # before parsing: a refusal costs little
             if header_length is None:
                 inference = validate_json(raw, INFERENCE_REQUEST)
             else:
@@ -199,9 +213,9 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
 
     # Optional protocol fields are left out rather than sent as null.
     options: dict[str, Any] = {
-        "responses": {**errors, **(UNAUTHORIZED if protect else {})},
+        "responses": {**errors, **(UNAUTHORIZED if auth else {})},
         "response_model_exclude_none": True,
-        "dependencies": list(protect),
+        "dependencies": [auth.dependency()] if auth else [],  # the infer routes check it themselves
     }
     shapes: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
         ("/v2/models/{model_name}", model_metadata, model_ready),
@@ -213,6 +227,7 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, protect: Sequence[Any] = ()) -
             f"{base}/infer",
             infer,
             methods=["POST"],
+            route_class=DirectProtocolRoute,
             response_model=InferenceResponse,
             openapi_extra=_documented_infer(base, service.name, codec.example_request()),
             **options,

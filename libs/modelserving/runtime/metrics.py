@@ -36,6 +36,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         on = self.registry  # every metric below registers here
+        self._prediction_children: dict[tuple[str, str], tuple[Histogram, Histogram, Counter]] = {}
         self.requests = Counter(
             "http_requests_total", "HTTP requests answered.", ["method", "route", "status"], registry=on
         )
@@ -126,9 +127,17 @@ class Metrics:
 
     def observe_prediction(self, model: str, version: str, rows: int, seconds: float) -> None:
         """One model call: its rows, its batch size and its time."""
-        self.inference_seconds.labels(model).observe(seconds)
-        self.batch_size.labels(model).observe(rows)
-        self.predictions.labels(model, version).inc(rows)
+        children = self._prediction_children.get((model, version))
+        if children is None:  # bound once per model version: this is on every call's path
+            children = self._prediction_children[(model, version)] = (
+                self.inference_seconds.labels(model),
+                self.batch_size.labels(model),
+                self.predictions.labels(model, version),
+            )
+        inference_seconds, batch_size, predictions = children
+        inference_seconds.observe(seconds)
+        batch_size.observe(rows)
+        predictions.inc(rows)
 
     def exposition(self) -> tuple[bytes, str]:
         """The metrics in Prometheus' text format, and its content type: every worker's, summed,
