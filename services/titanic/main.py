@@ -52,6 +52,7 @@ SERVICE = ModelService(
     response_type=SurvivalResponse,
     predict=predict_survival,
     prepare=prepare,
+    predict_inline_rows=8,  # its trees as arrays: a few rows take tens of microseconds, and cannot hang
     health_keys=ORIGINAL_HEALTH_KEYS,  # the original service's, for the monitors that read them
     examples=[
         Passenger(

@@ -52,6 +52,7 @@ class Faults:
     running: threading.Event = field(default_factory=threading.Event)  # set while a call runs
     miscount: bool = False
     calls: list[list[float]] = field(default_factory=list)
+    threads: set[str] = field(default_factory=set)  # the threads calls ran on
 
     def __post_init__(self) -> None:
         self.release.set()
@@ -60,7 +61,9 @@ class Faults:
         return [x for call in self.calls for x in call]
 
 
-def faulty_service(model_dir: Path, faults: Faults) -> ModelService[Row, Scaled]:
+def faulty_service(
+    model_dir: Path, faults: Faults, predict_inline_rows: int = 0
+) -> ModelService[Row, Scaled]:
     save_model(
         {"factor": np.array(3.0)},
         model_dir,
@@ -74,6 +77,7 @@ def faulty_service(model_dir: Path, faults: Faults) -> ModelService[Row, Scaled]
     def predict(model: LoadedModel, rows: Sequence[Row]) -> Scaled:
         xs = [row.x for row in rows]
         faults.calls.append(xs)
+        faults.threads.add(threading.current_thread().name)
         faults.running.set()
         faults.release.wait(60)
         faults.running.clear()
@@ -93,6 +97,7 @@ def faulty_service(model_dir: Path, faults: Faults) -> ModelService[Row, Scaled]
         response_type=Scaled,
         predict=predict,
         examples=[Row(x=1.0)],
+        predict_inline_rows=predict_inline_rows,
     )
 
 
@@ -111,11 +116,13 @@ class Served:
 
 
 @contextmanager
-def serving(model_dir: Path, faults: Faults, **settings: Any) -> Iterator[Served]:
+def serving(
+    model_dir: Path, faults: Faults, predict_inline_rows: int = 0, **settings: Any
+) -> Iterator[Served]:
     """The toy service under uvicorn (the project's protocol) in a thread, REST and gRPC."""
     port, grpc_port = free_port(), free_port()
     config = Settings(port=port, grpc_port=grpc_port, log_level="warning", **settings)
-    app = create_app(faulty_service(model_dir, faults), config)
+    app = create_app(faulty_service(model_dir, faults, predict_inline_rows), config)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, http=GuardedHttpProtocol, log_level="warning", lifespan="on"
@@ -128,6 +135,7 @@ def serving(model_dir: Path, faults: Faults, **settings: Any) -> Iterator[Served
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     faults.calls.clear()  # the warm-up's
+    faults.threads.clear()
     try:
         yield Served(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", app.state.plane, faults)
     finally:

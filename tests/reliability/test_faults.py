@@ -19,10 +19,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
+from reliability.faulty_model import BAD_X, Faults, Served, serving
 
 from modelserving.dev.testing import metric_value, raised
 from modelserving.grpc.server import MAX_HEALTH_WATCHES
-from reliability.faulty_model import BAD_X, Faults, Served, serving
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 Record = Callable[[str, object], None]
@@ -151,6 +151,22 @@ def test_a_hung_model_fails_liveness_and_its_waiting_callers_get_503_at_once(
         assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
         assert 2.0 not in faults.predicted() and 3.0 not in faults.predicted()
         record_property("seconds_to_fail_liveness", round(detected, 2))
+
+
+def test_a_model_hung_on_the_event_loop_fails_liveness_by_timing_out(
+    tmp_path: Path, faults: Faults, pool: ThreadPoolExecutor
+) -> None:
+    """What a service trades for `predict_inline_rows`: a call made on the event loop that hangs
+    holds the worker, so its probes time out (a liveness failure all the same) instead of
+    answering 503; released, the worker serves again."""
+    with serving(tmp_path, faults, predict_inline_rows=1) as served:
+        hung = held_first_call(served, pool)
+        assert faults.threads == {"uvicorn"}  # the server's event loop, not the inference thread
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(served.url + "/livez", timeout=0.5)
+        faults.release.set()
+        assert hung.result(10).status_code == 200
+        assert httpx.get(served.url + "/livez").status_code == 200
 
 
 def test_a_dead_inference_thread_fails_liveness(tmp_path: Path, faults: Faults) -> None:

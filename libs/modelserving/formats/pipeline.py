@@ -198,17 +198,23 @@ class Trees:
     def _leaves(self, features: np.ndarray) -> np.ndarray:
         count, width = shape(features)
         values = features.ravel()
-        row_starts = np.arange(count) * width
+        trees = len(self.roots)
+        # One (tree, row) pair per entry, tree by tree; with one row, the roots as they are.
+        node, offsets = self.roots, np.zeros(1, dtype=np.int64)
+        if count > 1:
+            node, offsets = np.repeat(self.roots, count), np.tile(np.arange(count) * width, trees)
         gaps = bool(np.isnan(values).any())
-        node = np.repeat(self.roots[:, np.newaxis], count, axis=1)  # [trees, rows]
         for _ in range(self.depth):
-            value = values[self.feature[node] + row_starts]
+            value = values.take(self.feature.take(node) + offsets)
             if gaps:
-                goes_left = (value <= self.threshold[node]) | (np.isnan(value) & self.missing_left[node])
-                node = self._children[2 * node + ~goes_left]
+                goes_left = (value <= self.threshold.take(node)) | (
+                    np.isnan(value) & self.missing_left.take(node)
+                )
+                node = self._children.take(2 * node + ~goes_left)
             else:
-                node = self._children[2 * node + (value > self.threshold[node])]
-        return self.value[node].sum(axis=0)  # type: ignore[no-any-return]
+                node = self._children.take(2 * node + (value > self.threshold.take(node)))
+        leaves: np.ndarray = self.value.take(node, axis=0)
+        return leaves.reshape(trees, count, -1).sum(axis=0)  # type: ignore[no-any-return]
 
     def arrays(self) -> dict[str, np.ndarray]:
         names = ("left", "right", "feature", "threshold", "missing_left", "value", "roots", "base")

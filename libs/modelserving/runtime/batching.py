@@ -24,6 +24,13 @@ Nobody's work is done for nothing, and nobody gets another's answer:
 
 With batching off (`batching=False`) each request is a batch of its own, still on the
 inference thread. `start()` and `stop()` bracket the thread's life (the app's lifespan).
+
+A request of at most `inline_rows` rows that finds the model idle (nothing queued, no call
+running) is predicted at once on its own event loop: for a model that answers a few rows in
+tens of microseconds, waking the thread and then the loop again costs more than the model.
+Only a model whose calls are bounded and short may allow it (the project's NumPy runtimes):
+a call that hangs there holds the whole worker, and its liveness probe fails by timing out.
+A call there that takes over `inline_budget` sends every later request to the thread.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from pydantic import BaseModel
 from modelserving.runtime.admission import DeadlineExceeded, Refused, Ticket
 
 log = logging.getLogger("modelserving")
+INLINE_BUDGET_SECONDS = 0.002  # ~20 times the hand-off an inline call saves
 
 Outcome = BaseModel | Exception
 
@@ -79,6 +87,8 @@ class InferenceQueue:
         max_rows: int,
         max_wait: float = 0.0,
         batching: bool = True,
+        inline_rows: int = 0,
+        inline_budget: float = INLINE_BUDGET_SECONDS,
         name: str = "inference",
         on_taken: Callable[[Ticket, float], None] = _ignore,
         on_dropped: Callable[[str], None] = lambda reason: None,
@@ -88,12 +98,15 @@ class InferenceQueue:
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._batching = batching
+        self._inline_rows = inline_rows
+        self._inline_budget = inline_budget
         self._on_taken = on_taken
         self._on_dropped = on_dropped
         self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
         self._this_turn: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._changed = threading.Condition()
+        self._calling = threading.Lock()  # held while the model is called, wherever from
         self._stopping = False
         self._finished = False
         self._busy_since: float | None = None  # time.monotonic() the running call began
@@ -120,18 +133,55 @@ class InferenceQueue:
         loop = asyncio.get_running_loop()
         if self._stopping:
             raise RuntimeError("the inference queue is stopped")
+        ticket = ticket or Ticket(time.monotonic(), deadline=math.inf)
+        if (
+            len(rows) <= self._inline_rows
+            and not ticket.expired(time.monotonic())
+            and self._claim_idle_model()
+        ):
+            return self._predict_inline(rows, ticket)
         future: asyncio.Future[BaseModel] = loop.create_future()
         this_turn = self._this_turn.get(loop)
         if this_turn is None:
             this_turn = self._this_turn[loop] = []
             loop.call_soon(self._enqueue, loop)
-        pending = _Pending(rows, future, loop, ticket or Ticket(time.monotonic(), deadline=math.inf))
+        pending = _Pending(rows, future, loop, ticket)
         this_turn.append(pending)
         try:
             return await future
         except asyncio.CancelledError:
             pending.ticket.abandon()  # its caller has gone: the thread skips it
             raise
+
+    def _claim_idle_model(self) -> bool:
+        """Take the model for a call on the event loop, if nothing is queued or running."""
+        if self._pending or self._this_turn or not self._calling.acquire(blocking=False):
+            return False
+        if self._pending:  # queued from another event loop meanwhile: its turn first
+            self._calling.release()
+            return False
+        return True
+
+    def _predict_inline(self, rows: Sequence[Any], ticket: Ticket) -> BaseModel:
+        """`rows` predicted here and now, the model claimed (`_claim_idle_model`)."""
+        try:
+            started = time.monotonic()
+            _tell(self._on_taken, ticket, started)
+            outcome = self._call(list(rows))
+        finally:
+            self._calling.release()
+        took = time.monotonic() - started
+        if took > self._inline_budget and self._inline_rows:
+            self._inline_rows = 0
+            log.warning(
+                "a call of %d rows on the event loop took %.1f ms; the model is called on its thread"
+                " from now on",
+                len(rows),
+                took * 1000,
+            )
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _enqueue(self, loop: asyncio.AbstractEventLoop) -> None:
         """At the end of a turn of `loop`: its requests onto the queue, with one wake-up."""
@@ -180,9 +230,11 @@ class InferenceQueue:
                             if left <= 0:
                                 break
                             self._changed.wait(left)
-                    batch = self._take_batch()
-                if batch:
-                    self._run(batch)
+                with self._calling:  # no call on the event loop while work is queued (see submit)
+                    with self._changed:
+                        batch = self._take_batch()
+                    if batch:
+                        self._run(batch)
             except Exception as error:  # a fault of ours: the thread outlives it
                 log.exception("inference thread: unexpected error; it goes on")
                 self._settle(batch, [error] * len(batch))

@@ -3,12 +3,14 @@
 `DataPlane` loads the verified model, warms it up and reports readiness; `admit()` takes
 a request on, or refuses it (`admission.AdmissionLimit`); `predict(rows, ticket)` answers
 rows with the service's typed response, predicted on the inference thread
-(`batching.InferenceQueue`). A watchdog on the event loop checks that thread: dead, or
-stuck in one call for over MAX_CALL_SECONDS while requests wait, the worker is no longer
-`live` (liveness probes fail, so Kubernetes restarts it) and everyone waiting gets 503 at
-once. It calls the model itself, and records each call in its `Metrics`. The transports
-(`modelserving.rest`: the typed route, the protocol's routes, health and probes, metrics;
-`modelserving.grpc`) are thin layers over it, each speaking its own API's terms.
+(`batching.InferenceQueue`), or on the event loop for a small request that finds the model
+idle, if the service allows it (`ModelService.predict_inline_rows`). A watchdog on the
+event loop checks that thread: dead, or stuck in one call for over MAX_CALL_SECONDS while
+requests wait, the worker is no longer `live` (liveness probes fail, so Kubernetes
+restarts it) and everyone waiting gets 503 at once. It calls the model itself, and records
+each call in its `Metrics`. The transports (`modelserving.rest`: the typed route, the
+protocol's routes, health and probes, metrics; `modelserving.grpc`) are thin layers over
+it, each speaking its own API's terms.
 """
 
 import asyncio
@@ -82,6 +84,7 @@ class DataPlane:
             max_rows=settings.max_batch_size,
             max_wait=settings.batch_wait_microseconds / 1e6,
             batching=settings.micro_batching,
+            inline_rows=service.predict_inline_rows,
             name=f"{service.name}-inference",
             on_taken=self._taken,
             on_dropped=self._dropped,

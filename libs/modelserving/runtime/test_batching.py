@@ -372,3 +372,64 @@ def test_a_stopped_queue_predicts_what_was_queued_and_refuses_more() -> None:
             await queue.submit([2])
 
     asyncio.run(scenario())
+
+
+def test_a_small_request_that_finds_the_model_idle_is_predicted_on_its_event_loop() -> None:
+    model = Model()
+
+    async def scenario() -> list[list[int]]:
+        async with running(model, inline_rows=2, name="the-inference-thread") as queue:
+            small = await queue.submit([1, 2])
+            large = await queue.submit([1, 2, 3])
+            return [predictions(small), predictions(large)]
+
+    assert asyncio.run(scenario()) == [[2, 4], [2, 4, 6]]
+    assert model.calls == [2, 3]
+    assert model.threads == {threading.current_thread().name, "the-inference-thread"}
+
+
+def test_a_small_request_waits_its_turn_while_the_model_is_busy() -> None:
+    """While a call runs on the thread, small requests queue behind it (never two calls at once)."""
+    model = Model()
+
+    async def scenario() -> list[BaseModel | BaseException]:
+        async with running(model, inline_rows=2, name="the-inference-thread") as queue:
+            return await queued_behind_a_running_call(queue, model, [0, 0, 0], [1], [2])
+
+    assert [predictions(r) for r in asyncio.run(scenario())] == [[0, 0, 0], [2], [4]]
+    assert model.calls == [3, 2]
+    assert model.threads == {"the-inference-thread"}
+
+
+def test_a_slow_call_on_the_event_loop_sends_every_later_call_to_the_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_rows=2, inline_budget=0.0, name="the-inference-thread") as queue:
+            await queue.submit([1])
+            assert model.threads == {threading.current_thread().name}
+            await queue.submit([2])
+            assert "the-inference-thread" in model.threads
+
+    asyncio.run(scenario())
+    assert "on the event loop took" in caplog.text and "on its thread from now on" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("model", "raised"),
+    [(Model(fail_on=1), ValueError), (Miscounting(up_to=1), PredictionCountError)],
+    ids=["model raises", "model miscounts"],
+)
+def test_a_call_on_the_event_loop_that_fails_fails_its_caller_only(
+    model: Model, raised: type[Exception]
+) -> None:
+    async def scenario() -> list[int]:
+        async with running(model, inline_rows=2) as queue:
+            with pytest.raises(raised):
+                await queue.submit([1, 1])
+            return predictions(await queue.submit([3]))  # and the next is served
+
+    assert asyncio.run(scenario()) == [6]
+    assert model.threads == {threading.current_thread().name}
