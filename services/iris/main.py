@@ -21,6 +21,7 @@ def predict_species(model: LoadedModel, flowers: Sequence[Flower]) -> SpeciesRes
     if not flowers:
         return SpeciesResponse.model_validate({"predictions": [], "metadata": metadata})
     probabilities = model.estimator.predict_proba(matrix(flowers, FEATURE_COLUMNS))
+    most_probable = probabilities.argmax(axis=1).tolist()
     # Validated from plain values in one call: an object per row would cost more than the model.
     return SpeciesResponse.model_validate(
         {
@@ -29,9 +30,7 @@ def predict_species(model: LoadedModel, flowers: Sequence[Flower]) -> SpeciesRes
                     "species": SPECIES[best],
                     "probabilities": {species: round(p, 6) for species, p in zip(SPECIES, row, strict=True)},
                 }
-                for best, row in zip(
-                    probabilities.argmax(axis=1).tolist(), probabilities.tolist(), strict=True
-                )
+                for best, row in zip(most_probable, probabilities.tolist(), strict=True)
             ],
             "metadata": metadata,
         }
