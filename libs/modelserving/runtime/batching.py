@@ -30,7 +30,8 @@ running) is predicted at once on its own event loop: for a model that answers a 
 tens of microseconds, waking the thread and then the loop again costs more than the model.
 Only a model whose calls are bounded and short may allow it (the project's NumPy runtimes):
 a call that hangs there holds the whole worker, and its liveness probe fails by timing out.
-A call there that takes over `inline_budget` sends every later request to the thread.
+`INLINE_STRIKES` calls in a row there over `inline_budget` send every later request to the
+thread.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from modelserving.runtime.admission import DeadlineExceeded, Refused, Ticket
 
 log = logging.getLogger("modelserving")
 INLINE_BUDGET_SECONDS = 0.002  # ~20 times the hand-off an inline call saves
+INLINE_STRIKES = 3  # calls in a row over the budget: a slow model, not a passing stall of the machine
 
 Outcome = BaseModel | Exception
 
@@ -100,6 +102,7 @@ class InferenceQueue:
         self._batching = batching
         self._inline_rows = inline_rows
         self._inline_budget = inline_budget
+        self._inline_strikes = 0  # calls in a row on the event loop over `inline_budget`
         self._on_taken = on_taken
         self._on_dropped = on_dropped
         self._pending: deque[_Pending] = deque()
@@ -171,7 +174,8 @@ class InferenceQueue:
         finally:
             self._calling.release()
         took = time.monotonic() - started
-        if took > self._inline_budget and self._inline_rows:
+        self._inline_strikes = self._inline_strikes + 1 if took > self._inline_budget else 0
+        if self._inline_strikes >= INLINE_STRIKES and self._inline_rows:
             self._inline_rows = 0
             log.warning(
                 "a call of %d rows on the event loop took %.1f ms; the model is called on its thread"

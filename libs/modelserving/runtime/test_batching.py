@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from modelserving.runtime.admission import DeadlineExceeded, Refused, Ticket
-from modelserving.runtime.batching import InferenceQueue, PredictionCountError
+from modelserving.runtime.batching import INLINE_STRIKES, InferenceQueue, PredictionCountError
 
 
 class Doubled(BaseModel):
@@ -401,16 +401,17 @@ def test_a_small_request_waits_its_turn_while_the_model_is_busy() -> None:
     assert model.threads == {"the-inference-thread"}
 
 
-def test_a_slow_call_on_the_event_loop_sends_every_later_call_to_the_thread(
+def test_slow_calls_on_the_event_loop_send_every_later_call_to_the_thread(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = Model()
 
     async def scenario() -> None:
         async with running(model, inline_rows=2, inline_budget=0.0, name="the-inference-thread") as queue:
-            await queue.submit([1])
+            for row in range(INLINE_STRIKES):  # each over the budget: the last of them strikes out
+                await queue.submit([row])
             assert model.threads == {threading.current_thread().name}
-            await queue.submit([2])
+            await queue.submit([9])
             assert "the-inference-thread" in model.threads
 
     asyncio.run(scenario())
