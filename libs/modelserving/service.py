@@ -52,9 +52,9 @@ class ModelService(Generic[Item, Prediction]):
     prepare: Callable[[LoadedModel], LoadedModel] | None = None
     # Keys this service adds to GET /health_check, for monitors written against its own past.
     health_keys: HealthKeys | None = None
-    # Requests of up to this many rows that find the model idle are predicted on the event loop,
-    # saving the hand-off to the inference thread (~0.1 ms). Only for a `predict` that cannot
-    # hang and answers a few rows in well under INLINE_BUDGET_SECONDS (the NumPy runtimes).
+    # Requests of up to this many rows that come alone and find the model idle are predicted on
+    # the event loop, saving the hand-off to the inference thread (~0.1 ms). Only for a `predict`
+    # that cannot hang and answers a few rows in well under INLINE_BUDGET_SECONDS (NumPy runtimes).
     predict_inline_rows: int = 0
 
 

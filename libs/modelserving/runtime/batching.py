@@ -25,9 +25,11 @@ Nobody's work is done for nothing, and nobody gets another's answer:
 With batching off (`batching=False`) each request is a batch of its own, still on the
 inference thread. `start()` and `stop()` bracket the thread's life (the app's lifespan).
 
-A request of at most `inline_rows` rows that finds the model idle (nothing queued, no call
-running) is predicted at once on its own event loop: for a model that answers a few rows in
-tens of microseconds, waking the thread and then the loop again costs more than the model.
+A request of at most `inline_rows` rows that comes alone (its caller says no other request is
+in flight) and finds the model idle is predicted at once on its own event loop: for a model
+that answers a few rows in tens of microseconds, waking the thread and then the loop again
+costs more than the model. Under load, requests keep going to the thread: the loop parses
+while the model runs, batches form, and admission control measures the waits.
 Only a model whose calls are bounded and short may allow it (the project's NumPy runtimes):
 a call that hangs there holds the whole worker, and its liveness probe fails by timing out.
 `INLINE_STRIKES` calls in a row there over `inline_budget` send every later request to the
@@ -132,13 +134,18 @@ class InferenceQueue:
         since = self._busy_since
         return since is not None and now - since > longest_call and bool(self._pending)
 
-    async def submit(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+    async def submit(
+        self, rows: Sequence[Any], ticket: Ticket | None = None, alone: bool = True
+    ) -> BaseModel:
+        """The model's response for `rows`; `alone`: no other request is in flight on the worker,
+        the only case a request may be predicted on the event loop."""
         loop = asyncio.get_running_loop()
         if self._stopping:
             raise RuntimeError("the inference queue is stopped")
         ticket = ticket or Ticket(time.monotonic(), deadline=math.inf)
         if (
-            len(rows) <= self._inline_rows
+            alone
+            and len(rows) <= self._inline_rows
             and not ticket.expired(time.monotonic())
             and self._claim_idle_model()
         ):

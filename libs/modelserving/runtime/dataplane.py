@@ -3,8 +3,8 @@
 `DataPlane` loads the verified model, warms it up and reports readiness; `admit()` takes
 a request on, or refuses it (`admission.AdmissionLimit`); `predict(rows, ticket)` answers
 rows with the service's typed response, predicted on the inference thread
-(`batching.InferenceQueue`), or on the event loop for a small request that finds the model
-idle, if the service allows it (`ModelService.predict_inline_rows`). A watchdog on the
+(`batching.InferenceQueue`), or on the event loop for a small request alone in flight that
+finds the model idle, if the service allows it (`ModelService.predict_inline_rows`). A watchdog on the
 event loop checks that thread: dead, or stuck in one call for over MAX_CALL_SECONDS while
 requests wait, the worker is no longer `live` (liveness probes fail, so Kubernetes
 restarts it) and everyone waiting gets 503 at once. It calls the model itself, and records
@@ -196,10 +196,10 @@ class DataPlane:
         if ticket is not None:
             if not self.live:
                 raise self.unavailable()
-            return await self._queue.submit(rows, ticket)
+            return await self._queue.submit(rows, ticket, alone=self.admission.in_flight <= 1)
         own = self.admit()
         try:
-            return await self._queue.submit(rows, own)
+            return await self._queue.submit(rows, own, alone=self.admission.in_flight <= 1)
         finally:
             self.release(own)
 

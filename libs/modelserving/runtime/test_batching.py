@@ -374,18 +374,22 @@ def test_a_stopped_queue_predicts_what_was_queued_and_refuses_more() -> None:
     asyncio.run(scenario())
 
 
-def test_a_small_request_that_finds_the_model_idle_is_predicted_on_its_event_loop() -> None:
+def test_a_small_request_alone_that_finds_the_model_idle_is_predicted_on_its_event_loop() -> None:
     model = Model()
 
     async def scenario() -> list[list[int]]:
         async with running(model, inline_rows=2, name="the-inference-thread") as queue:
             small = await queue.submit([1, 2])
+            assert model.threads == {threading.current_thread().name}
             large = await queue.submit([1, 2, 3])
-            return [predictions(small), predictions(large)]
+            assert model.threads == {threading.current_thread().name, "the-inference-thread"}
+            model.threads.clear()
+            in_company = await queue.submit([1], alone=False)  # others in flight: the thread's
+            assert model.threads == {"the-inference-thread"}
+            return [predictions(small), predictions(large), predictions(in_company)]
 
-    assert asyncio.run(scenario()) == [[2, 4], [2, 4, 6]]
-    assert model.calls == [2, 3]
-    assert model.threads == {threading.current_thread().name, "the-inference-thread"}
+    assert asyncio.run(scenario()) == [[2, 4], [2, 4, 6], [2]]
+    assert model.calls == [2, 3, 1]
 
 
 def test_a_small_request_waits_its_turn_while_the_model_is_busy() -> None:
