@@ -19,10 +19,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import]
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
-from reliability.faulty_model import BAD_X, Faults, Served, serving
 
 from modelserving.dev.testing import metric_value, raised
 from modelserving.grpc.server import MAX_HEALTH_WATCHES
+from reliability.faulty_model import BAD_X, Faults, Served, serving
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 Record = Callable[[str, object], None]
