@@ -66,10 +66,22 @@ def model_service(name, data=True, conftest=False, model_dependencies=(), test_t
         workdir="/",
         timeout=120,
     )
+    # What the image installs: the PEX with its shared objects stripped (tools/strip-pex).
+    adhoc_tool(
+        name="serve-stripped",
+        runnable="tools/strip-pex:strip-pex",
+        args=[f"services.{name}/serve.pex", f"services.{name}/serve-stripped.pex"],
+        execution_dependencies=[":serve"],
+        runnable_dependencies=["tools/strip-pex:strip"],
+        output_files=[f"services.{name}/serve-stripped.pex"],
+        workdir="/",
+        log_output=True,
+        timeout=300,
+    )
     docker_image(
         name="image",
         instructions=service_image_instructions(name),
-        dependencies=[":serve", ":sbom", "base-image:base"],
+        dependencies=[":serve-stripped", ":sbom", "base-image:base"],
         repository=f"modelserving-{name}",
         image_tags=["{build_args.GIT_COMMIT}", "latest"],
     )
@@ -88,15 +100,15 @@ _PRUNE_VENV = (
 def service_image_instructions(name):
     """The Dockerfile of every service image (issue #4).
 
-    Stage one installs the service's PEX into a venv with bytecode precompiled (exec-form
-    RUN: the base has no shell); the image gets only the venv, owned by root and read-only
+    Stage one installs the service's PEX, its shared objects stripped (`:serve-stripped`), into
+    a venv with bytecode precompiled (exec-form RUN: the base has no shell); the image gets only the venv, owned by root and read-only
     to the service's user 1001, so it runs on a read-only root filesystem.
     """
     return [
         "ARG BASE_IMAGE=base-image:base",
         "FROM $BASE_IMAGE AS install",
         "USER 0:0",
-        f"COPY services.{name}/serve.pex /install/serve.pex",
+        f"COPY services.{name}/serve-stripped.pex /install/serve.pex",
         "ENV PEX_TOOLS=1",
         'RUN ["/usr/bin/python3.11", "/install/serve.pex", "venv", "--compile", "/app/venv"]',
         # Third-party test suites and type stubs are never imported when serving (about
