@@ -1,4 +1,5 @@
-"""Each image's extension modules are stripped, and every one still imports (issue #27).
+"""Each image's extension modules are stripped, every one still imports, and each image keeps
+within its size budget (issue #27).
 
 `tools/strip-pex` strips the extension modules of a service's PEX before its image installs
 it, and leaves the libraries wheels vendor (`<dist>.libs/`) alone. A probe runs in the image,
@@ -79,3 +80,15 @@ def test_every_shared_object_is_stripped_and_every_extension_module_imports(name
     }
     assert {path: left for path, left in unstripped.items() if left} == {}
     assert report["failed"] == {}
+
+
+BUDGET_MB = {"titanic": 150.0}  # the others': NEW_SERVICE_BUDGET_MB (a generated service's too)
+NEW_SERVICE_BUDGET_MB = 180.0
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_each_image_keeps_within_its_size_budget(name: str) -> None:
+    inspect = [docker_client(), "image", "inspect", "--format", "{{.Size}}", built_image(name)]
+    megabytes = int(subprocess.check_output(inspect, text=True)) / 1e6
+    print(f"\n{name}: {megabytes:.1f} MB")
+    assert megabytes <= BUDGET_MB.get(name, NEW_SERVICE_BUDGET_MB)

@@ -233,11 +233,12 @@ def needed(*args: str) -> list[str]:
 def test_the_declared_tools_go_to_the_goals_that_need_them() -> None:
     assert needed("run", "services/titanic:serve") == []
     assert needed("package", "services/titanic:serve") == []
-    assert set(needed("test", "::")) >= {"docker", "dockerd", "chromium", "wrk", "kubectl"}
-    assert set(needed("package", "::")) == {"docker", "dockerd"}
-    assert set(needed("package", "services/iris:image")) == {"docker", "dockerd"}
+    assert set(needed("test", "::")) >= {"docker", "dockerd", "strip", "chromium", "wrk", "kubectl"}
+    assert set(needed("package", "::")) == {"docker", "dockerd", "strip"}
+    assert set(needed("package", "services/iris:image")) == {"docker", "dockerd", "strip"}
+    assert set(needed("package", "base-image:base")) == {"docker", "dockerd"}
     assert needed("run", "bench:bench", "--", "--rounds", "1") == ["wrk", "h2load"]
-    assert needed("--changed-since=HEAD", "package") == ["docker", "dockerd"]
+    assert needed("--changed-since=HEAD", "package") == ["docker", "dockerd", "strip"]
     assert needed("bootstrap") == ["python3.11", "pip3", "python3.9"]
     assert needed("wheels") == ["python3.11", "pip3"]
 
