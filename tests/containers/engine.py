@@ -41,3 +41,18 @@ def built_image(name: str) -> str:
 def built_names(name: str) -> set[str]:
     """The `repository:tag` names Pants gave the image."""
     return {tag["name"] for registry in docker_info(name)["registries"] for tag in registry["tags"]}
+
+
+# Image size budgets in MB (issues #4, #26, #27); any other service's, a generated one's too: 180.
+IMAGE_BUDGET_MB = {"base": 80.0, "titanic": 150.0}
+SERVICE_IMAGE_BUDGET_MB = 180.0
+
+
+def image_megabytes(image: str) -> float:
+    """An image's uncompressed size (id or `repository:tag`), as `docker image inspect` gives it."""
+    inspect = [docker_client(), "image", "inspect", "--format", "{{.Size}}", image]
+    return int(subprocess.check_output(inspect, text=True)) / 1e6
+
+
+def budget_megabytes(name: str) -> float:
+    return IMAGE_BUDGET_MB.get(name, SERVICE_IMAGE_BUDGET_MB)

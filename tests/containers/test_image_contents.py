@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from containers.engine import built_image, docker_client
+from containers.engine import built_image, docker_client, image_megabytes
 from containers.harness import POD_FLAGS, SERVICES
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -167,16 +167,12 @@ def probe(name: str) -> dict[str, Any]:
     return report
 
 
-def image_megabytes(name: str) -> float:
-    inspect = [docker_client(), "image", "inspect", "--format", "{{.Size}}", built_image(name)]
-    return int(subprocess.check_output(inspect, text=True)) / 1e6
-
-
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_image_holds_what_serving_imports_and_nothing_only_training_needs(name: str) -> None:
     report = probe(name)
     imported = report["imported"]
-    print(f"\n{name}: image {image_megabytes(name):.1f} MB; serving imported {len(imported)} distributions:")
+    megabytes = image_megabytes(built_image(name))
+    print(f"\n{name}: image {megabytes:.1f} MB; serving imported {len(imported)} distributions:")
     print(f"  {' '.join(imported)}\n{name}: its packages' files:\n  {' '.join(report['files'])}")
     assert report["statuses"].pop("exit", None) in (None, 0), report["statuses"]
     assert set(report["statuses"].values()) == {200}, report["statuses"]

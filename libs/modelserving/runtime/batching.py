@@ -174,8 +174,8 @@ class InferenceQueue:
 
     def _predict_inline(self, rows: Sequence[Any], ticket: Ticket) -> BaseModel:
         """`rows` predicted here and now, the model claimed (`_claim_idle_model`)."""
+        started = time.monotonic()
         try:
-            started = time.monotonic()
             _tell(self._on_taken, ticket, started)
             outcome = self._call(list(rows))
         finally:
