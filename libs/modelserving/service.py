@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from modelserving.formats.artifacts import NPZ, ArtifactFormat, LoadedModel, ModelCard
+from modelserving.outputs import ModelOutput
 from modelserving.settings import Settings
 
 Item = TypeVar("Item", bound=BaseModel)
@@ -56,6 +57,9 @@ class ModelService(Generic[Item, Prediction]):
     # the event loop, saving the hand-off to the inference thread (~0.1 ms). Only for a `predict`
     # that cannot hang and answers a few rows in well under INLINE_BUDGET_SECONDS (NumPy runtimes).
     predict_inline_rows: int = 0
+    # The output two versions of the model are compared by (modelserving.outputs): every served
+    # prediction is counted into its bin, by model version, for canary analysis and shadows.
+    output: ModelOutput | None = None
 
 
 def prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[BaseModel]]:

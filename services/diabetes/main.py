@@ -10,6 +10,7 @@ from diabetes.schemas import (
 )
 from modelserving import LoadedModel, ModelService
 from modelserving.formats.pipeline import PIPELINE, matrix
+from modelserving.outputs import ScoreOutput
 from modelserving.server.serve import entry_points
 
 MODEL_DIR = Path(__file__).parent / "model"
@@ -40,7 +41,10 @@ SERVICE = ModelService(
         Patient(age=48, sex=1, bmi=21.6, bp=87, s1=183, s2=103.2, s3=70, s4=3, s5=3.8918, s6=69),
     ],
     artifact_format=PIPELINE,  # XGBoost's trees as named arrays: no XGBoost in the image
-    predict_inline_rows=8,  # arrays only: a few rows take tens of microseconds, and cannot hang
+    predict_inline_rows=8,
+    # Versions compared by their progression values in bands of 50 (the targets span 25-346);
+    # a shadow agrees within 10.
+    output=ScoreOutput("progression", edges=(50, 100, 150, 200, 250, 300), tolerance=10.0),  # arrays only: a few rows take tens of microseconds, and cannot hang
 )
 
 

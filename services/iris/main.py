@@ -11,6 +11,7 @@ from iris.schemas import (
 )
 from modelserving import LoadedModel, ModelService
 from modelserving.formats.pipeline import PIPELINE, matrix
+from modelserving.outputs import ClassOutput
 from modelserving.server.serve import entry_points
 
 MODEL_DIR = Path(__file__).parent / "model"
@@ -54,7 +55,8 @@ SERVICE = ModelService(
         Flower(sepal_length_cm=6.3, sepal_width_cm=3.3, petal_length_cm=6.0, petal_width_cm=2.5),
     ],
     artifact_format=PIPELINE,  # the fitted pipeline as named arrays: nothing runs when it loads
-    predict_inline_rows=8,  # arrays only: a few rows take tens of microseconds, and cannot hang
+    predict_inline_rows=8,
+    output=ClassOutput("species", SPECIES),  # versions compared by the species they predict  # arrays only: a few rows take tens of microseconds, and cannot hang
 )
 
 

@@ -16,6 +16,7 @@ it, each speaking its own API's terms.
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ class DataPlane:
         self._last_shed_log = -SHED_LOG_SECONDS
         self._metrics = AdmissionMetrics(self.metrics, service.name)
         field, _ = prediction_list_field(service.response_type)
+        self._predictions_field = field
+        self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
         self._queue = InferenceQueue(
             self._predict,
             field,
@@ -118,6 +121,10 @@ class DataPlane:
         if service.prepare is not None:
             loaded = await asyncio.to_thread(service.prepare, loaded)
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
+        if service.output is not None:
+            output_of = operator.attrgetter(service.output.field)
+            count = self.metrics.output_counter(service.name, loaded.card.version, service.output)
+            self._count_outputs = lambda predictions: count(map(output_of, predictions))
         freeze_survivors()
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
@@ -259,4 +266,6 @@ class DataPlane:
         response: BaseModel = self.service.predict(self.model, rows)
         seconds = time.perf_counter() - started
         self.metrics.observe_prediction(self.service.name, self.model.card.version, len(rows), seconds)
+        if self._count_outputs is not None:
+            self._count_outputs(getattr(response, self._predictions_field))
         return response

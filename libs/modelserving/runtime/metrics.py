@@ -12,7 +12,10 @@ they start, and `exposition()` adds up every worker's numbers (prometheus-client
 multiprocess mode) rather than showing whichever worker answered the scrape.
 """
 
+import collections
 import os
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +26,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from modelserving.outputs import ModelOutput
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -108,6 +113,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=on,
         )
+        self.outputs = Counter(
+            "model_outputs_total",
+            "Predictions served, by the bin of the output versions are compared by "
+            "(ModelService.output): a classifier's class, or a score's range.",
+            ["model", "version", "bin"],
+            registry=on,
+        )
         self.model_load_seconds = Gauge(
             "model_load_seconds",
             "Time taken to verify and load the model.",
@@ -138,6 +150,17 @@ class Metrics:
         inference_seconds.observe(seconds)
         batch_size.observe(rows)
         predictions.inc(rows)
+
+    def output_counter(self, model: str, version: str, output: ModelOutput) -> Callable[[Iterable[Any]], None]:
+        """A function counting served outputs into `model_outputs_total`, every bin's series
+        made at once (at 0), so a version's distribution has all its bins from the start."""
+        children = {name: self.outputs.labels(model, version, name) for name in output.bins}
+
+        def count(values: Iterable[Any]) -> None:
+            for name, seen in collections.Counter(map(output.bin_of, values)).items():
+                children[name].inc(seen)
+
+        return count
 
     def exposition(self) -> tuple[bytes, str]:
         """The metrics in Prometheus' text format, and its content type: every worker's, summed,

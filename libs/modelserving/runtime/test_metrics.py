@@ -1,5 +1,6 @@
 """GET /metrics: counters move with traffic, and labels use route templates only."""
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -8,6 +9,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelserving import ModelService, Settings
+from modelserving.outputs import ScoreOutput
 from modelserving.server.app import create_app
 
 
@@ -69,3 +71,18 @@ def test_labels_never_hold_raw_paths(client: TestClient) -> None:
 
 def test_in_flight_gauge_counts_the_scrape_itself(client: TestClient) -> None:
     assert value(samples(client), "http_requests_in_flight") == 1
+
+
+def test_served_outputs_are_counted_per_bin_and_version(toy_service: ModelService[Any, Any]) -> None:
+    binned = dataclasses.replace(toy_service, output=ScoreOutput("value", edges=(0, 10), tolerance=0.1))
+    with TestClient(create_app(binned, Settings())) as client:
+        bins = {"<0": 0.0, "0-10": 0.0, ">=10": 0.0}
+        loaded = samples(client)  # every bin is there from the start, at 0: the warm-up is not counted
+        assert {b: value(loaded, "model_outputs_total", model="toy", version="7.1", bin=b) for b in bins} == bins
+        # The toy triples x: -3, 3, 6 and 15 fall below 0, twice between 0 and 10, and above.
+        assert client.post("/scale", json=[{"x": -1}, {"x": 1}, {"x": 2}, {"x": 5}]).status_code == 200
+        v2_body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [4]}]}
+        assert client.post("/v2/models/toy/infer", json=v2_body).status_code == 200  # 12: above
+        served = samples(client)
+    counted = {b: value(served, "model_outputs_total", model="toy", version="7.1", bin=b) for b in bins}
+    assert counted == {"<0": 1, "0-10": 2, ">=10": 2}
