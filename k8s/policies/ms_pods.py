@@ -138,17 +138,16 @@ class SelectorByName(Check):
 class ReplicasOwner(Check):
     ID = "CKV_MS_10"
     NAME = (
-        "Deployments set their replicas (at least 1) outside prod; in prod they set none, so that "
-        "an apply never scales back what the HorizontalPodAutoscaler scaled"
+        "Deployments set their replicas (at least 1) in dev; in staging and prod they hold 0, their "
+        "template run by the Argo Rollouts Rollout that references them (components/canary)"
     )
     KINDS = ("Deployment",)
 
     def holds(self, obj: Obj) -> bool:
-        spec = get(obj, "spec")
-        replicas = get(spec, "replicas")
+        replicas = get(obj, "spec", "replicas")
         env = environment(obj)
-        if env == "prod":
-            return isinstance(spec, dict) and "replicas" not in spec
+        if env in ("staging", "prod"):
+            return replicas == 0
         return env is not None and isinstance(replicas, int) and replicas >= 1
 
 

@@ -14,6 +14,7 @@ and a shadow's agreement (`agree`) is judged by the same declaration.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ class ScoreOutput:
         if self.tolerance < 0:
             raise ValueError(f"ScoreOutput({self.field!r}): tolerance must not be negative")
         names = [f"<{edges[0]:g}"]
-        names += [f"{low:g}-{high:g}" for low, high in zip(edges, edges[1:], strict=False)]
+        names += [f"{low:g}-{high:g}" for low, high in itertools.pairwise(edges)]
         names.append(f">={edges[-1]:g}")
         object.__setattr__(self, "_labels", tuple(names))
 

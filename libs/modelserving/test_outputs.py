@@ -9,7 +9,8 @@ DECILES = ScoreOutput("score", edges=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.
 
 def test_a_score_falls_in_the_bin_from_its_lower_edge_up_to_the_next() -> None:
     assert DECILES.bins == (
-        "<0.1", "0.1-0.2", "0.2-0.3", "0.3-0.4", "0.4-0.5", "0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", ">=0.9"
+        "<0.1", "0.1-0.2", "0.2-0.3", "0.3-0.4", "0.4-0.5",
+        "0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", ">=0.9",
     )  # fmt: skip
     assert [DECILES.bin_of(score) for score in (0.0, 0.099, 0.1, 0.5, 0.899, 0.9, 1.0)] == [
         "<0.1", "<0.1", "0.1-0.2", "0.5-0.6", "0.8-0.9", ">=0.9", ">=0.9"
@@ -30,7 +31,11 @@ def test_scores_agree_within_the_tolerance_only() -> None:
 def test_classes_are_their_own_bins_and_agree_only_when_equal() -> None:
     species = ClassOutput("species", ("setosa", "versicolor", "virginica"))
     assert species.bins == ("setosa", "versicolor", "virginica", "other")
-    assert [species.bin_of(name) for name in ("virginica", "unheard-of", None)] == ["virginica", "other", "other"]
+    assert [species.bin_of(name) for name in ("virginica", "unheard-of", None)] == [
+        "virginica",
+        "other",
+        "other",
+    ]
     assert species.agree("setosa", "setosa") and not species.agree("setosa", "virginica")
 
 

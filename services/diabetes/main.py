@@ -44,7 +44,9 @@ SERVICE = ModelService(
     predict_inline_rows=8,
     # Versions compared by their progression values in bands of 50 (the targets span 25-346);
     # a shadow agrees within 10.
-    output=ScoreOutput("progression", edges=(50, 100, 150, 200, 250, 300), tolerance=10.0),  # arrays only: a few rows take tens of microseconds, and cannot hang
+    output=ScoreOutput(
+        "progression", edges=(50, 100, 150, 200, 250, 300), tolerance=10.0
+    ),  # arrays only: a few rows take tens of microseconds, and cannot hang
 )
 
 

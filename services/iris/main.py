@@ -55,8 +55,8 @@ SERVICE = ModelService(
         Flower(sepal_length_cm=6.3, sepal_width_cm=3.3, petal_length_cm=6.0, petal_width_cm=2.5),
     ],
     artifact_format=PIPELINE,  # the fitted pipeline as named arrays: nothing runs when it loads
-    predict_inline_rows=8,
-    output=ClassOutput("species", SPECIES),  # versions compared by the species they predict  # arrays only: a few rows take tens of microseconds, and cannot hang
+    predict_inline_rows=8,  # arrays only: a few rows take tens of microseconds, and cannot hang
+    output=ClassOutput("species", SPECIES),  # versions are compared by the species they predict
 )
 
 

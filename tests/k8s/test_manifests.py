@@ -20,6 +20,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore  # no type information shipped
 import pytest
 
+from k8s import argo_rollouts
 from k8s.overlays import ENVIRONMENTS, K8S_ROOT, OVERLAYS, SERVICES, Obj, Rendered, release, render
 
 K8S_VERSION = "1.32"  # the kubectl on the machines, and the oldest cluster supported
@@ -94,6 +95,8 @@ def test_overlay_renders_expected_objects(service: str, env: str) -> None:
         "Service",
         "ServiceAccount",
     ]
+    if env != "dev":  # released as canaries by Argo Rollouts (tests/k8s/test_rollouts.py)
+        expected += ["Rollout", "AnalysisTemplate", "Service"]  # the last: the canary's
     if env == "prod":
         expected.append("HorizontalPodAutoscaler")  # only prod autoscales
     assert kinds == sorted(expected), f"{service}/{env}: rendered kinds {kinds}, expected {sorted(expected)}"
@@ -103,12 +106,21 @@ def test_overlay_renders_expected_objects(service: str, env: str) -> None:
 def test_schema_strict(service: str, env: str) -> None:
     errors = []
     for obj in render(service, env):
+        if argo_rollouts.is_argo_rollouts(obj):  # not Kubernetes' own: its engine's schema
+            errors += [
+                f"{service}/{env}: {obj['kind']}/{obj['metadata']['name']}: {e}"
+                for e in argo_rollouts.validate(obj)
+            ]
+            continue
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:
             path = ".".join(str(p) for p in e.path)
             errors.append(f"{service}/{env}: {obj['kind']}/{obj['metadata']['name']}: {path}: {e.message}")
-    assert not errors, "schema (Kubernetes " + K8S_VERSION + ", strict):\n" + "\n".join(errors)
+    assert not errors, (
+        f"schema (Kubernetes {K8S_VERSION}, {argo_rollouts.ENGINE} {argo_rollouts.VERSION}, strict):\n"
+        + "\n".join(errors)
+    )
 
 
 def relations(objs: Rendered, service: str, env: str) -> list[str]:
@@ -134,7 +146,9 @@ def relations(objs: Rendered, service: str, env: str) -> list[str]:
     (c,) = pod["containers"]
     selector = get(deploy, "spec.selector.matchLabels") or {}
     need(selector.get("app.kubernetes.io/name") == service, deploy, "spec.selector", f"the pods of {service}")
-    svc = only(objs, "Service", where)
+    svc = only(
+        objs, "Service", where, lambda name: name == f"{service}-model"
+    )  # the canary's: test_rollouts.py
     need(get(svc, "spec.selector") == selector, svc, "spec.selector", "the Deployment's selector")
     pdb = only(objs, "PodDisruptionBudget", where)
     need(get(pdb, "spec.selector.matchLabels") == selector, pdb, "spec.selector", "the Deployment's selector")
@@ -239,10 +253,12 @@ def relations(objs: Rendered, service: str, env: str) -> list[str]:
 
     if env == "prod":
         hpa = only(objs, "HorizontalPodAutoscaler", where)
-        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy["metadata"]["name"]}
-        need(
-            get(hpa, "spec.scaleTargetRef") == target, hpa, "spec.scaleTargetRef", "the service's Deployment"
-        )
+        target = {
+            "apiVersion": argo_rollouts.API_VERSION,
+            "kind": "Rollout",
+            "name": deploy["metadata"]["name"],
+        }
+        need(get(hpa, "spec.scaleTargetRef") == target, hpa, "spec.scaleTargetRef", "the service's Rollout")
         need(
             (get(pdb, "spec.minAvailable") or 0) < (get(hpa, "spec.minReplicas") or 1),
             pdb,

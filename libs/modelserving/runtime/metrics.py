@@ -151,7 +151,9 @@ class Metrics:
         batch_size.observe(rows)
         predictions.inc(rows)
 
-    def output_counter(self, model: str, version: str, output: ModelOutput) -> Callable[[Iterable[Any]], None]:
+    def output_counter(
+        self, model: str, version: str, output: ModelOutput
+    ) -> Callable[[Iterable[Any]], None]:
         """A function counting served outputs into `model_outputs_total`, every bin's series
         made at once (at 0), so a version's distribution has all its bins from the start."""
         children = {name: self.outputs.labels(model, version, name) for name in output.bins}

@@ -78,7 +78,9 @@ def test_served_outputs_are_counted_per_bin_and_version(toy_service: ModelServic
     with TestClient(create_app(binned, Settings())) as client:
         bins = {"<0": 0.0, "0-10": 0.0, ">=10": 0.0}
         loaded = samples(client)  # every bin is there from the start, at 0: the warm-up is not counted
-        assert {b: value(loaded, "model_outputs_total", model="toy", version="7.1", bin=b) for b in bins} == bins
+        assert {
+            b: value(loaded, "model_outputs_total", model="toy", version="7.1", bin=b) for b in bins
+        } == bins
         # The toy triples x: -3, 3, 6 and 15 fall below 0, twice between 0 and 10, and above.
         assert client.post("/scale", json=[{"x": -1}, {"x": 1}, {"x": 2}, {"x": 5}]).status_code == 200
         v2_body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [4]}]}
