@@ -14,9 +14,10 @@ and a shadow's agreement (`agree`) is judged by the same declaration.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 OTHER = "other"  # a class the declaration does not name: counted, never a label of its own
@@ -50,7 +51,7 @@ class ScoreOutput:
     field: str
     edges: Sequence[float]
     tolerance: float
-    _labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _labels: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         edges = list(self.edges)

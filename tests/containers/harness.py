@@ -1,17 +1,25 @@
 """What the container tests share: the registered services, a request for each over REST and
-over gRPC, HTTP GET, Pod flags."""
+over gRPC, HTTP GET, Pod flags, and an image run as its overlay's Pod would run it."""
 
 from __future__ import annotations
 
 import json
+import secrets
+import subprocess
+import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from typing import Any
 
+import httpx
+import pytest
 import tritonclient.grpc as triton  # type: ignore[import]  # no type information shipped
 from clients.tensors import grpc_predictions, inputs_for
 
-from modelserving.dev.testing import example_rows, registered_services
+from modelserving.dev.testing import example_rows, free_port, registered_services
+
+from .engine import built_image
 
 SERVICES = {service.name: service for service in registered_services()}
 
@@ -68,3 +76,41 @@ def rest_prediction(name: str, url: str, token: str | None = None) -> Any:
         urllib.request.Request(url + service.predict_path, body, headers), timeout=10
     ) as r:
         return json.loads(r.read())["predictions"]
+
+
+# Staging and prod require tokens (from a mounted Secret, which test_pod_equivalent.py
+# reproduces); `run_image` gives the images this one as AUTH_TOKEN, and callers send it.
+TOKEN = secrets.token_urlsafe(32)
+AUTHORIZED = {"authorization": f"Bearer {TOKEN}"}
+
+
+def run_image(
+    docker: str, service: str, config: dict[str, str], stack: ExitStack, image: str | None = None
+) -> tuple[str, str]:
+    """The service's image (or `image`) under a Pod's constraints, with its overlay's settings
+    `config` (the token given as AUTH_TOKEN), removed when `stack` closes: its URL, and its gRPC
+    address, once it is ready."""
+    port, grpc_port = free_port(), free_port()
+    env = {name: value for name, value in config.items() if name != "AUTH_TOKEN_FILE"}
+    env["AUTH_TOKEN"] = TOKEN
+    ports = {"PORT": str(port), "GRPC_PORT": str(grpc_port)}
+    flags = [flag for name, value in {**env, **ports}.items() for flag in ("-e", f"{name}={value}")]
+    container = subprocess.check_output(
+        [docker, "run", "-d", *POD_FLAGS, *flags, image or built_image(service)], text=True
+    ).strip()
+    stack.callback(lambda: subprocess.run([docker, "rm", "-f", container], capture_output=True))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not ready(url):
+        if time.monotonic() > deadline:
+            logs = subprocess.run([docker, "logs", container], capture_output=True, text=True)
+            pytest.fail(f"{service} never became ready:\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.2)
+    return url, f"127.0.0.1:{grpc_port}"
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

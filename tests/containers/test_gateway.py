@@ -7,9 +7,6 @@ prefix, nothing else is routed, and nginx refuses bodies over the limit the app 
 from __future__ import annotations
 
 import json
-import secrets
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -17,8 +14,16 @@ from typing import Any
 import grpc  # type: ignore[import]
 import httpx
 import pytest
-from containers.engine import built_image, docker_client
-from containers.harness import POD_FLAGS, SERVICES, grpc_prediction, prediction_request, rest_prediction
+from containers.engine import docker_client
+from containers.harness import (
+    AUTHORIZED,
+    SERVICES,
+    TOKEN,
+    grpc_prediction,
+    prediction_request,
+    rest_prediction,
+    run_image,
+)
 from gateway.nginx import Route, grpc_routes, ingress_routes, running_gateway
 from k8s.overlays import render
 from tritonclient.utils import InferenceServerException  # type: ignore[import]
@@ -26,12 +31,6 @@ from tritonclient.utils import InferenceServerException  # type: ignore[import]
 from modelserving.dev.testing import free_port, raised
 
 ENVIRONMENT = "staging"  # plain HTTP; prod adds TLS to the same routes
-
-
-# Staging requires tokens (from a mounted Secret, which tests/containers/test_pod_equivalent.py
-# reproduces); here the images get one as AUTH_TOKEN, and every call carries it.
-TOKEN = secrets.token_urlsafe(32)
-AUTHORIZED = {"authorization": f"Bearer {TOKEN}"}
 
 
 class Gateway:
@@ -47,35 +46,6 @@ class Gateway:
         """A request to the gateway with the token, for its host unless `headers` name another."""
         headers = {"host": self.host, **AUTHORIZED, **(headers or {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **options)
-
-
-def run_image(docker: str, service: str, config: dict[str, str], stack: ExitStack) -> tuple[str, str]:
-    """The service's image under a Pod's constraints, with its overlay's settings (the token given
-    as AUTH_TOKEN): its URL, and its gRPC address."""
-    port, grpc_port = free_port(), free_port()
-    env = {name: value for name, value in config.items() if name != "AUTH_TOKEN_FILE"}
-    env["AUTH_TOKEN"] = TOKEN
-    ports = {"PORT": str(port), "GRPC_PORT": str(grpc_port)}
-    flags = [flag for name, value in {**env, **ports}.items() for flag in ("-e", f"{name}={value}")]
-    container = subprocess.check_output(
-        [docker, "run", "-d", *POD_FLAGS, *flags, built_image(service)], text=True
-    )
-    stack.callback(lambda: subprocess.run([docker, "rm", "-f", container.strip()], capture_output=True))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not ready(url):
-        if time.monotonic() > deadline:
-            logs = subprocess.run([docker, "logs", container.strip()], capture_output=True, text=True)
-            pytest.fail(f"{service} never became ready:\n{logs.stdout}{logs.stderr}")
-        time.sleep(0.2)
-    return url, f"127.0.0.1:{grpc_port}"
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")

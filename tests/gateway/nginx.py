@@ -1,7 +1,12 @@
 """The gateway as the rendered Ingress declares it, run by Debian's nginx on loopback.
 
 `ingress_routes` reads the Ingress objects of rendered overlays: per host, each path (Exact or
-Prefix) and its body limit; `grpc_routes`, the gRPC Ingresses' (backend protocol GRPC).
+Prefix), its body limit and its Service; `grpc_routes`, the gRPC Ingresses' (backend protocol
+GRPC). Canary Ingresses (`nginx.ingress.kubernetes.io/canary: "true"`, which Argo Rollouts makes
+from the stable ones: tests/gateway/argo.py) are not routes of their own: `canary_splits` reads
+them as ingress-nginx does, as another backend for the same host and path, taking
+`canary-weight` percent of requests chosen at random, or those whose `canary-by-header` header
+says `always` (and never those where it says `never`).
 `running_gateway` writes an nginx configuration routing exactly those (`Prefix` as
 ingress-nginx reads it: the path itself and everything under it; `Exact`, the path alone),
 each to the backend the test says serves it, with the path kept as the Ingress keeps it, and a
@@ -30,6 +35,9 @@ from modelserving.dev.testing import free_port
 
 BODY_SIZE_ANNOTATION = "nginx.ingress.kubernetes.io/proxy-body-size"
 BACKEND_PROTOCOL_ANNOTATION = "nginx.ingress.kubernetes.io/backend-protocol"
+CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
+WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
+HEADER_ANNOTATION = "nginx.ingress.kubernetes.io/canary-by-header"
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Route:
     path: str
     exact: bool  # pathType Exact; else Prefix
     body_size: str  # nginx's syntax, as the annotation gives it
+    service: str = ""  # the backend Service's name
 
     def locations(self) -> list[str]:
         """nginx's `location` matches for the path, as ingress-nginx reads its pathType."""
@@ -47,13 +56,32 @@ class Route:
         return [f"= {prefix}", f"{prefix}/"]
 
 
-def _routes(objects: list[dict[str, Any]], grpc: bool) -> list[Route]:
-    """Every path of the REST (or gRPC) Ingress objects, with its host and body limit."""
-    routes = []
+@dataclass(frozen=True)
+class Split:
+    """A route's two backends, as ingress-nginx splits them for a canary Ingress."""
+
+    stable: str  # upstream address
+    canary: str
+    weight: int  # percent of requests to the canary
+    header: str | None  # the request header that pins a request: `always` canary, `never` stable
+
+
+def _ingresses(objects: list[dict[str, Any]], grpc: bool, canary: bool) -> Iterator[dict[str, Any]]:
     for ingress in (obj for obj in objects if obj["kind"] == "Ingress"):
         annotations = ingress["metadata"].get("annotations") or {}
-        if (annotations.get(BACKEND_PROTOCOL_ANNOTATION) == "GRPC") != grpc:
+        # A canary Ingress takes its other annotations from its stable one (the backend protocol too).
+        if (annotations.get(CANARY_ANNOTATION) == "true") != canary:
             continue
+        if not canary and (annotations.get(BACKEND_PROTOCOL_ANNOTATION) == "GRPC") != grpc:
+            continue
+        yield ingress
+
+
+def _routes(objects: list[dict[str, Any]], grpc: bool, canary: bool = False) -> list[Route]:
+    """Every path of the REST (or gRPC) Ingress objects, with its host, body limit and Service."""
+    routes = []
+    for ingress in _ingresses(objects, grpc, canary):
+        annotations = ingress["metadata"].get("annotations") or {}
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 assert path["pathType"] in (
@@ -61,9 +89,9 @@ def _routes(objects: list[dict[str, Any]], grpc: bool) -> list[Route]:
                     "Prefix",
                 ), f"only Exact and Prefix are routed here: {path}"
                 exact = path["pathType"] == "Exact"
-                routes.append(
-                    Route(rule["host"], path["path"], exact, annotations.get(BODY_SIZE_ANNOTATION, "1m"))
-                )
+                size = annotations.get(BODY_SIZE_ANNOTATION, "1m")
+                service = path["backend"]["service"]["name"]
+                routes.append(Route(rule["host"], path["path"], exact, size, service))
     return routes
 
 
@@ -75,20 +103,62 @@ def grpc_routes(objects: list[dict[str, Any]]) -> list[Route]:
     return _routes(objects, grpc=True)
 
 
+def canary_splits(
+    objects: list[dict[str, Any]], routes: list[Route], upstreams: Mapping[str, str]
+) -> dict[Route, Split]:
+    """Each of `routes` as the canary Ingresses among `objects` split it between the upstreams
+    of its Service and of the canary's (`upstreams`: each Service's address)."""
+    splits = {}
+    for ingress in _ingresses(objects, grpc=False, canary=True):
+        annotations = ingress["metadata"]["annotations"]
+        weight = int(annotations.get(WEIGHT_ANNOTATION, "0"))
+        header = annotations.get(HEADER_ANNOTATION)
+        for canary in _routes([ingress], grpc=False, canary=True):
+            for route in routes:
+                if (route.host, route.path, route.exact) == (canary.host, canary.path, canary.exact):
+                    splits[route] = Split(upstreams[route.service], upstreams[canary.service], weight, header)
+    return splits
+
+
+Backend = str | Split  # an upstream address, or a canary's split
+
+
 def nginx_configuration(
     directory: Path,
     port: int,
-    backends: Mapping[Route, str],
+    backends: Mapping[Route, Backend],
     grpc_port: int = 0,
-    grpc: Mapping[Route, str] | None = None,
+    grpc: Mapping[Route, Backend] | None = None,
 ) -> str:
-    """`backends`: each route's upstream (`127.0.0.1:<port>`); `grpc`: each gRPC route's, served on
-    `grpc_port`."""
+    """`backends`: each route's upstream (`127.0.0.1:<port>`, or a `Split` of two); `grpc`: each
+    gRPC route's, served on `grpc_port`."""
+    upstreams: dict[str, str] = {}  # address: its upstream block's name
+    splits: list[str] = []  # split_clients blocks
 
-    def servers(routes: Mapping[Route, str], proxy: str, listen: str) -> list[str]:
+    def upstream(address: str) -> str:
+        return upstreams.setdefault(address, f"backend_{len(upstreams)}")
+
+    def target(backend: Backend) -> tuple[str, str]:
+        """The location's directives choosing its upstream, and the upstream (a variable for a split)."""
+        if isinstance(backend, str):
+            return "", upstream(backend)
+        stable, canary = upstream(backend.stable), upstream(backend.canary)
+        chosen = f"$split_{len(splits)}"
+        # ingress-nginx draws each request at random against the weight: here, on its request id.
+        share = f"{backend.weight}% {canary}; " if backend.weight else ""
+        splits.append(f'split_clients "$request_id" {chosen} {{ {share}* {stable}; }}')
+        choose = f"set $backend {chosen};"
+        if backend.header:
+            header = "$http_" + backend.header.lower().replace("-", "_")
+            choose += f' if ({header} = "always") {{ set $backend {canary}; }}'
+            choose += f' if ({header} = "never") {{ set $backend {stable}; }}'
+        return choose, "$backend"
+
+    def servers(routes: Mapping[Route, Backend], proxy: str, listen: str) -> list[str]:
         hosts: dict[str, list[str]] = {}
-        for route, upstream in routes.items():
-            directives = proxy.format(upstream=upstream) + f" client_max_body_size {route.body_size};"
+        for route, backend in routes.items():
+            choose, name = target(backend)
+            directives = f"{choose} {proxy.format(upstream=name)} client_max_body_size {route.body_size};"
             hosts.setdefault(route.host, []).extend(
                 f"location {match} {{ {directives} }}" for match in route.locations()
             )
@@ -108,10 +178,14 @@ def nginx_configuration(
     if grpc:
         blocks.append(f"server {{ listen 127.0.0.1:{grpc_port} http2 default_server; return 404; }}")
         blocks += servers(grpc, "grpc_pass grpc://{upstream};", f"127.0.0.1:{grpc_port} http2")
+    pools = [f"upstream {name} {{ server {address}; }}" for address, name in upstreams.items()]
     return (
         f"pid {directory / 'nginx.pid'}; error_log stderr; events {{}}\n"
         f"http {{ access_log off; {temp}\n"
-        f"server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n" + "\n".join(blocks) + "\n}\n"
+        + "\n".join(pools + splits)
+        + f"\nserver {{ listen 127.0.0.1:{port} default_server; return 404; }}\n"
+        + "\n".join(blocks)
+        + "\n}\n"
     )
 
 
@@ -124,7 +198,10 @@ def nginx_binary() -> str:
 
 @contextmanager
 def running_gateway(
-    scratch: Path, backends: Mapping[Route, str], grpc_port: int = 0, grpc: Mapping[Route, str] | None = None
+    scratch: Path,
+    backends: Mapping[Route, Backend],
+    grpc_port: int = 0,
+    grpc: Mapping[Route, Backend] | None = None,
 ) -> Iterator[str]:
     """nginx routing `backends` (and the gRPC hosts `grpc` on `grpc_port`); yields its URL
     (http://127.0.0.1:<port>)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import]
 
 ENGINE = "Argo Rollouts"
 VERSION = "v1.9.1"

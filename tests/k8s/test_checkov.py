@@ -223,7 +223,7 @@ MUTATIONS = [
     m("CKV_MS_24", "titanic/prod", CM, ("add", "/data/ALLOW_UNAUTHENTICATED", "true")),
     m("CKV_MS_24", "iris/staging", CM, ("remove", "/data/AUTH_TOKEN_FILE")),
     m("CKV_MS_25", "titanic/prod", SA, ("replace", "/automountServiceAccountToken", True)),
-    m("CKV_MS_26", "titanic/prod", "Service", ("replace", "/spec/ports/0/targetPort", 8000)),
+    m("CKV_MS_26", "titanic/prod", "Service/model", ("replace", "/spec/ports/0/targetPort", 8000)),
     m("CKV_MS_26", "iris/dev", "Service", ("remove", "/spec/ports/1/appProtocol")),
     m("CKV_MS_27", "titanic/prod", PDB, ("replace", "/spec/minAvailable", 0)),
     m(
