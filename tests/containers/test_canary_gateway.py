@@ -65,7 +65,7 @@ class Canary:
     def shares(self, send: int, rest: bool, header: str | None = None) -> float:
         """The canary's share of `send` predictions through the gateway (REST or gRPC)."""
         before = self.served()
-        headers = {self.header: header} if header else {}
+        headers = {self.header.lower(): header} if header else {}  # gRPC metadata keys are lowercase
         if rest:
             path, rows = prediction_request(SERVICE)
             with httpx.Client(
