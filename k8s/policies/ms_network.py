@@ -1,4 +1,4 @@
-"""Custom checkov checks CKV_MS_30 to CKV_MS_35: traffic to and from the pods.
+"""Custom checkov checks CKV_MS_30 to CKV_MS_36: traffic to and from the pods.
 
 The namespace's default-deny and the model's own NetworkPolicy (which peers it lets in, and the
 ports they agree with, are tests/k8s/test_manifests.py's: they name other objects' pods), and
@@ -7,6 +7,8 @@ host, and the gRPC API's (named `<service>-model-grpc`), each routing only what 
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ms_base import GRPC_BACKEND, Check, Obj, annotations_of, environment, get, items
 
@@ -26,6 +28,10 @@ DNS = {(53, "UDP"), (53, "TCP")}
 
 def is_default_deny(obj: Obj) -> bool:
     return bool(get(obj, "metadata", "name") == "default-deny")
+
+
+def is_shadow(obj: Obj) -> bool:
+    return str(get(obj, "metadata", "name")).endswith("-model-shadow")
 
 
 def is_grpc(obj: Obj) -> bool:
@@ -59,7 +65,7 @@ class EgressOnlyToDns(Check):
     KINDS = ("NetworkPolicy",)
 
     def holds(self, obj: Obj) -> bool | None:
-        if is_default_deny(obj):
+        if is_default_deny(obj) or is_shadow(obj):
             return None
         egress = items(get(obj, "spec", "egress"))
         return (
@@ -70,6 +76,37 @@ class EgressOnlyToDns(Check):
                 and {(port.get("port"), port.get("protocol", "TCP")) for port in ports} <= DNS
                 for rule in egress
             )
+        )
+
+
+class ShadowOnlyBetweenItsOwnPods(Check):
+    ID = "CKV_MS_36"
+    NAME = (
+        "The shadow's NetworkPolicy (staging and prod) lets the service's pods reach one another on "
+        "the http port, and nothing else"
+    )
+    KINDS = ("NetworkPolicy",)
+
+    def holds(self, obj: Obj) -> bool | None:
+        if not is_shadow(obj):
+            return None
+        own = get(obj, "spec", "podSelector", "matchLabels", "app.kubernetes.io/name")
+
+        def only_own_pods_on_http(rules: Any, peers: str) -> bool:
+            rules = items(rules)
+            return len(rules) == 1 and [
+                (get(peer, "podSelector", "matchExpressions"), peer.get("namespaceSelector"), peer.get("ipBlock"))
+                for peer in items(rules[0].get(peers))
+            ] == [([{"key": "app.kubernetes.io/name", "operator": "In", "values": [own]}], None, None)] and [
+                (port.get("port"), port.get("protocol", "TCP")) for port in items(rules[0].get("ports"))
+            ] == [("http", "TCP")]
+
+        return (
+            environment(obj) in ("staging", "prod")
+            and bool(own)
+            and sorted_types(obj) == BOTH_DIRECTIONS
+            and only_own_pods_on_http(get(obj, "spec", "ingress"), "from")
+            and only_own_pods_on_http(get(obj, "spec", "egress"), "to")
         )
 
 
@@ -160,3 +197,4 @@ check_ingress_class = NginxClass()
 check_rest_routes = RestRoutes()
 check_grpc_routes = GrpcRoutes()
 check_tls = ProdTls()
+check_shadow = ShadowOnlyBetweenItsOwnPods()

@@ -78,6 +78,7 @@ STEP = {
     "properties": {
         "setWeight": {"type": "integer", "minimum": 0, "maximum": 100},
         "pause": _object({"duration": INT_OR_STRING}),
+        "setCanaryScale": _object({"replicas": INT32, "weight": INT32, "matchTrafficWeight": BOOLEAN}),
         "analysis": ANALYSIS,
     },
     "additionalProperties": False,

@@ -279,6 +279,24 @@ MUTATIONS = [
     m("CKV_MS_35", "titanic/prod", REST, ("remove", "/spec/tls")),
     m("CKV_MS_35", "iris/prod", GRPC, ("replace", "/spec/tls/0/hosts/0", "models.example.com")),
     m("CKV_MS_35", "diabetes/prod", REST, ("remove", "/spec/tls/0/secretName")),
+    m(
+        "CKV_MS_36",
+        "titanic/prod",
+        "NetworkPolicy/model-shadow",
+        ("replace", "/spec/egress/0/ports/0/port", 443),
+    ),
+    m(
+        "CKV_MS_36",
+        "iris/staging",
+        "NetworkPolicy/model-shadow",
+        ("add", "/spec/egress/0/to/0/namespaceSelector", {}),
+    ),
+    m(
+        "CKV_MS_36",
+        "diabetes/prod",
+        "NetworkPolicy/model-shadow",
+        ("replace", "/spec/ingress/0/from/0/podSelector/matchExpressions/0/values/0", "iris"),
+    ),
 ]
 
 

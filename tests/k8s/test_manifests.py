@@ -96,7 +96,7 @@ def test_overlay_renders_expected_objects(service: str, env: str) -> None:
         "ServiceAccount",
     ]
     if env != "dev":  # released as canaries by Argo Rollouts (tests/k8s/test_rollouts.py)
-        expected += ["Rollout", "AnalysisTemplate", "Service"]  # the last: the canary's
+        expected += ["Rollout", "AnalysisTemplate", "Service", "NetworkPolicy"]  # the canary's; the shadow's
     if env == "prod":
         expected.append("HorizontalPodAutoscaler")  # only prod autoscales
     assert kinds == sorted(expected), f"{service}/{env}: rendered kinds {kinds}, expected {sorted(expected)}"
@@ -152,7 +152,9 @@ def relations(objs: Rendered, service: str, env: str) -> list[str]:
     need(get(svc, "spec.selector") == selector, svc, "spec.selector", "the Deployment's selector")
     pdb = only(objs, "PodDisruptionBudget", where)
     need(get(pdb, "spec.selector.matchLabels") == selector, pdb, "spec.selector", "the Deployment's selector")
-    np = only(objs, "NetworkPolicy", where, lambda name: name != "default-deny")
+    np = only(
+        objs, "NetworkPolicy", where, lambda name: name == f"{service}-model"
+    )  # -shadow: test_rollouts.py
     need(
         get(np, "spec.podSelector.matchLabels") == selector,
         np,

@@ -87,23 +87,60 @@ def test_traffic_goes_through_both_ingresses_by_stable_and_canary_services(servi
 
 
 @pytest.mark.parametrize(("service", "env"), RELEASED)
-def test_steps_go_small_analysis_larger_analysis_then_full(service: str, env: str) -> None:
+def test_steps_go_shadow_then_small_analysis_larger_analysis_then_full(service: str, env: str) -> None:
     objs, rollout = rollout_of(service, env)
     steps = rollout["spec"]["strategy"]["canary"]["steps"]
     actions = [next(iter(step)) for step in steps]
-    assert actions == ["setWeight", "analysis", "setWeight", "analysis"]
-    small, larger = steps[0]["setWeight"], steps[2]["setWeight"]
+    assert actions == [
+        "setCanaryScale",  # shadow: a canary pod, no traffic, mirrored to
+        "pause",
+        "setCanaryScale",  # back to pods in proportion to its weight
+        "setWeight",
+        "analysis",
+        "setWeight",
+        "analysis",
+    ]
+    assert steps[0]["setCanaryScale"] == {"replicas": 1}
+    assert steps[2]["setCanaryScale"] == {"matchTrafficWeight": True}
+    small, larger = steps[3]["setWeight"], steps[5]["setWeight"]
     assert 0 < small <= 20 < larger < 100, (small, larger)  # after the last step: 100, promoted
 
     template = one(objs, "AnalysisTemplate")
     declared = {arg["name"]: arg for arg in template["spec"]["args"]}
     needed = {name for name, arg in declared.items() if "value" not in arg}
-    for analysis in (steps[1]["analysis"], steps[3]["analysis"]):
+    for analysis in (steps[4]["analysis"], steps[6]["analysis"]):
         assert analysis["templates"] == [{"templateName": template["metadata"]["name"]}]
         given = {arg["name"]: arg for arg in analysis["args"]}
         assert set(given) == needed
         assert given["canary-hash"]["valueFrom"] == {"podTemplateHashValue": "Latest"}
         assert given["stable-hash"]["valueFrom"] == {"podTemplateHashValue": "Stable"}
+
+
+@pytest.mark.parametrize(("service", "env"), RELEASED)
+def test_every_pod_shadows_to_the_canary_service_and_may_reach_it(service: str, env: str) -> None:
+    objs, rollout = rollout_of(service, env)
+    (config,) = (obj for obj in objs if obj["metadata"]["name"].startswith(f"{service}-model-config-"))
+    assert config["data"]["SHADOW_URL"] == f"http://{rollout['spec']['strategy']['canary']['canaryService']}"
+    assert 0 < float(config["data"]["SHADOW_SAMPLE_RATE"]) <= 0.1  # what steady-state self-mirroring costs
+    policy = one(objs, "NetworkPolicy", f"{service}-model-shadow")
+    own_pods = [{"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": [service]}
+    ]}}]  # fmt: skip
+    http = [{"port": "http", "protocol": "TCP"}]
+    assert policy["spec"] == {
+        "podSelector": rollout["spec"]["selector"],
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": own_pods, "ports": http}],
+        "egress": [{"to": own_pods, "ports": http}],
+    }
+
+
+@pytest.mark.parametrize("service", sorted({service for service, _ in OVERLAYS}))
+def test_dev_does_not_shadow(service: str) -> None:
+    objs = render(service, "dev")
+    (config,) = (obj for obj in objs if obj["metadata"]["name"].startswith(f"{service}-model-config-"))
+    assert "SHADOW_URL" not in config["data"]
+    assert not [obj for obj in objs if obj["metadata"]["name"].endswith("-shadow")]
 
 
 @pytest.mark.parametrize(("service", "env"), RELEASED)
@@ -130,7 +167,7 @@ def broken(obj: Obj, path: tuple[Any, ...], value: Any) -> Obj:
 
 
 CANARY = ("spec", "strategy", "canary")
-HASH_ARG = (*CANARY, "steps", 1, "analysis", "args", 3, "valueFrom", "podTemplateHashValue")
+HASH_ARG = (*CANARY, "steps", 4, "analysis", "args", 3, "valueFrom", "podTemplateHashValue")
 PROMETHEUS = ("spec", "metrics", 0, "provider", "prometheus")
 
 
@@ -138,9 +175,9 @@ PROMETHEUS = ("spec", "metrics", 0, "provider", "prometheus")
     ("kind", "path", "value", "error"),
     [
         ("Rollout", (*CANARY, "canaryServce"), "titanic-model-canary", "Additional properties"),
-        ("Rollout", (*CANARY, "steps", 0, "pause"), {"duration": "1m"}, "too many properties"),
+        ("Rollout", (*CANARY, "steps", 3, "pause"), {"duration": "1m"}, "too many properties"),
         ("Rollout", HASH_ARG, "Canary", "is not one of"),
-        ("Rollout", (*CANARY, "steps", 0, "setWeight"), 120, "is greater than the maximum"),
+        ("Rollout", (*CANARY, "steps", 3, "setWeight"), 120, "is greater than the maximum"),
         ("Rollout", ("spec", "workloadRef", "scaleDown"), "always", "is not one of"),
         ("Rollout", ("apiVersion",), "argoproj.io/v1beta1", "was expected"),
         ("AnalysisTemplate", ("spec", "metrics", 0, "count"), 2.5, "is not valid under any of the given"),
