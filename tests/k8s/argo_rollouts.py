@@ -104,6 +104,7 @@ ROLLOUT = _object(
                     ("apiVersion", "kind", "name"),
                 ),
                 "revisionHistoryLimit": INT32,
+                "rollbackWindow": _object({"revisions": INT32}),
                 "progressDeadlineSeconds": INT32,
                 "strategy": _object(
                     {
