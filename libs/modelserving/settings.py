@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,6 +117,25 @@ class Settings(BaseSettings):
         default=False, description="With auth on, /metrics needs a token too."
     )
 
+    shadow_url: str | None = Field(
+        default=None,
+        description="Base URL of a candidate version of this service (http://titanic-candidate:8000): a "
+        "sample of the typed predict route's requests is mirrored to it and its answers compared with "
+        "this one's (modelserving.runtime.shadow); unset: no shadowing.",
+    )
+    shadow_sample_rate: float = Field(
+        default=1.0, gt=0, le=1, description="Share of predict requests mirrored to SHADOW_URL."
+    )
+    shadow_queue_size: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Mirrored requests a worker holds waiting for the candidate; more are dropped (counted).",
+    )
+    shadow_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="Longest the mirror waits for the candidate's answer."
+    )
+
     @field_validator("grpc_port")
     @classmethod
     def _not_the_http_port(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -123,10 +143,32 @@ class Settings(BaseSettings):
             raise ValueError(f"GRPC_PORT must differ from PORT ({value})")
         return value
 
+    @field_validator("shadow_url")
+    @classmethod
+    def _candidate_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not _is_base_url(value):
+            raise ValueError("must be http(s)://host[:port][/path], without credentials, query or fragment")
+        return None if value is None else value.rstrip("/")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lowercase_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+def _is_base_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port out of range raises ValueError
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.username is None
+        and not parts.query
+        and not parts.fragment
+    )
 
 
 def load_settings() -> Settings:

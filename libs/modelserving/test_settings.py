@@ -41,6 +41,17 @@ def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch) -> None
         ("MAX_BODY_BYTES", "-1"),
         ("GRPC_PORT", "0"),
         ("GRPC_PORT", "8000"),  # PORT's
+        ("SHADOW_URL", "titanic-candidate:8000"),  # no scheme
+        ("SHADOW_URL", "ftp://titanic-candidate"),
+        ("SHADOW_URL", "http://user:secret@titanic-candidate"),
+        ("SHADOW_URL", "http://titanic-candidate:99999"),
+        ("SHADOW_URL", "http://titanic-candidate/?q=1"),
+        ("SHADOW_SAMPLE_RATE", "0"),
+        ("SHADOW_SAMPLE_RATE", "1.5"),
+        ("SHADOW_SAMPLE_RATE", "half"),
+        ("SHADOW_QUEUE_SIZE", "0"),
+        ("SHADOW_TIMEOUT_SECONDS", "0"),
+        ("SHADOW_TIMEOUT_SECONDS", "-2"),
     ],
 )
 def test_invalid_setting_is_one_line_naming_it(
@@ -54,3 +65,20 @@ def test_invalid_setting_is_one_line_naming_it(
     assert message.startswith(f"invalid setting {name}=")
     assert repr(value) in message
     assert "\n" not in message
+
+
+def test_shadow_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SHADOW_URL", "SHADOW_SAMPLE_RATE", "SHADOW_QUEUE_SIZE", "SHADOW_TIMEOUT_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.shadow_url is None  # no shadowing unless asked
+    assert (settings.shadow_sample_rate, settings.shadow_queue_size, settings.shadow_timeout_seconds) == (
+        1.0,
+        100,
+        2.0,
+    )
+    monkeypatch.setenv("SHADOW_URL", "http://titanic-candidate.models.svc:8000/")
+    monkeypatch.setenv("SHADOW_SAMPLE_RATE", "0.1")
+    settings = load_settings()
+    assert settings.shadow_url == "http://titanic-candidate.models.svc:8000"  # predict paths are appended
+    assert settings.shadow_sample_rate == 0.1
