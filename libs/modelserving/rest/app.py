@@ -2,7 +2,8 @@
 
 `rest_app` puts every REST API over a `DataPlane` (the model, readiness, `predict`): the typed
 predict route, the Open Inference Protocol's routes (`v2.py`), health checks and Kubernetes
-probes, metrics; then error bodies, request ids, access logs, body limits and auth around
+probes, metrics (the typed route offers what it answered to the plane's shadow, if
+SHADOW_URL is set); then error bodies, request ids, access logs, body limits and auth around
 them. What starts and stops with the app (loading the model, gRPC beside it, the drain) is
 the lifespan it is given (`modelserving.server.app`).
 """
@@ -25,7 +26,9 @@ from modelserving.http.routing import DirectRoute
 from modelserving.rest.health import add_health_routes
 from modelserving.rest.v2 import add_v2_routes
 from modelserving.runtime.dataplane import DataPlane, NotReady
+from modelserving.runtime.logs import request_id
 from modelserving.runtime.metrics import Metrics
+from modelserving.runtime.shadow import SHADOW_HEADER
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
@@ -68,8 +71,10 @@ def rest_app(plane: DataPlane, tokens: tuple[bytes, ...], lifespan: Lifespan) ->
 
 def add_typed_routes(router: APIRouter, plane: DataPlane, auth: BearerAuth | None) -> TypeAdapter[list[Any]]:
     """The service's own predict route (a list of its typed rows in, its typed response out),
-    behind `auth` if given; returns the adapter that reads its body."""
+    behind `auth` if given; returns the adapter that reads its body. With SHADOW_URL set, each
+    answered request is offered to the plane's shadow, unless it is itself a mirrored one."""
     service, config = plane.service, plane.settings
+    shadow = plane.shadow
     # The body's item type is the service's, known at run time.
     rows_type: Any = Annotated[
         list[service.item_type],  # type: ignore[name-defined]
@@ -94,7 +99,10 @@ def add_typed_routes(router: APIRouter, plane: DataPlane, auth: BearerAuth | Non
             except NotReady as error:
                 return error_response(503, str(error))
         # Already the declared type: serialised straight to JSON, not validated again by FastAPI.
-        return Response(response.model_dump_json(), media_type="application/json")
+        answer = response.model_dump_json()
+        if shadow is not None and SHADOW_HEADER not in request.headers:
+            shadow.offer(body, request_id.get(), request.headers.get("authorization"), answer)
+        return Response(answer, media_type="application/json")
 
     router.add_api_route(
         service.predict_path,

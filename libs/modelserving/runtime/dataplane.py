@@ -10,7 +10,8 @@ requests wait, the worker is no longer `live` (liveness probes fail, so Kubernet
 restarts it) and everyone waiting gets 503 at once. It calls the model itself, and records
 each call in its `Metrics`. The transports (`modelserving.rest`: the typed route, the
 protocol's routes, health and probes, metrics; `modelserving.grpc`) are thin layers over
-it, each speaking its own API's terms.
+it, each speaking its own API's terms. With SHADOW_URL set, its `shadow` mirrors a sample of the
+typed route's answered requests to a candidate version (`shadow.Shadow`).
 """
 
 import asyncio
@@ -30,6 +31,7 @@ from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
 from modelserving.runtime.batching import InferenceQueue
 from modelserving.runtime.metrics import AdmissionMetrics, Metrics
 from modelserving.runtime.process import freeze_survivors
+from modelserving.runtime.shadow import Shadow
 from modelserving.service import ModelService, prediction_list_field
 from modelserving.settings import Settings
 
@@ -81,6 +83,8 @@ class DataPlane:
         field, _ = prediction_list_field(service.response_type)
         self._predictions_field = field
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
+        # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
+        self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
         self._queue = InferenceQueue(
             self._predict,
             field,
@@ -126,6 +130,8 @@ class DataPlane:
             count = self.metrics.output_counter(service.name, loaded.card.version, service.output)
             self._count_outputs = lambda predictions: count(map(output_of, predictions))
         freeze_survivors()
+        if self.shadow is not None:
+            self.shadow.start(loaded.card.version)
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
         self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
@@ -137,6 +143,10 @@ class DataPlane:
         """Stop taking predictions; finish the queued ones within `timeout` seconds."""
         self.ready = False
         self.shutting_down = True
+        if self.shadow is not None:  # no more HTTP requests come: the server has drained them
+            started = time.monotonic()
+            await asyncio.to_thread(self.shadow.stop, min(timeout, self.settings.shadow_timeout_seconds))
+            timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
         for task in (self._watchdog, self._lag_probe):
             if task is not None:

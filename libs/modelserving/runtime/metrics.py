@@ -33,6 +33,10 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 SHED_REASONS = ("overloaded", "deadline", "cancelled", "unavailable")
+# What became of a request sampled for the shadow (runtime/shadow.py): compared with the
+# candidate's answer, dropped (the queue was full, or shutdown came first), or the candidate's
+# failure: no answer in time, no connection, a status other than 200, an answer not comparable.
+SHADOW_OUTCOMES = ("compared", "dropped", "timeout", "unreachable", "rejected", "invalid")
 
 
 class Metrics:
@@ -118,6 +122,21 @@ class Metrics:
             "Predictions served, by the bin of the output versions are compared by "
             "(ModelService.output): a classifier's class, or a score's range.",
             ["model", "version", "bin"],
+            registry=on,
+        )
+        self.shadow_requests = Counter(
+            "model_shadow_requests_total",
+            "Requests sampled for mirroring to a candidate version (SHADOW_URL), by outcome: "
+            + ", ".join(SHADOW_OUTCOMES)
+            + "; version is this pod's model version.",
+            ["model", "version", "outcome"],
+            registry=on,
+        )
+        self.shadow_rows = Counter(
+            "model_shadow_rows_total",
+            "Predictions compared with a candidate version's for the same request, by whether they "
+            "agreed (ModelService.output: the same class, or scores within its tolerance).",
+            ["model", "version", "candidate_version", "agreed"],
             registry=on,
         )
         self.model_load_seconds = Gauge(

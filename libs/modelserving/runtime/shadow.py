@@ -1,0 +1,383 @@
+"""Shadowing: a sample of live requests mirrored to a candidate version of the model, whose
+answers are compared with this pod's and never sent to anyone (SHADOW_URL).
+
+Once this worker has answered a request of its service's typed predict route, the route calls
+`Shadow.offer`: a random draw (SHADOW_SAMPLE_RATE) decides whether it is mirrored, and if it is,
+the request's body as it came, its request id, the caller's Authorization header and the answer
+just sent go into a bounded queue with `put_nowait`. A full queue (SHADOW_QUEUE_SIZE requests,
+or QUEUE_BYTES of bodies and answers) drops the request, counted. That is all the request path
+pays. One daemon thread per worker takes them off the queue and POSTs each body to SHADOW_URL
+plus the predict path, with the same `X-Request-ID` (the candidate's logs carry it too), the
+caller's Authorization (the candidate checks tokens as this pod does) and `X-Request-Timeout-Ms`
+(the candidate drops what the mirror will no longer wait for), then compares the candidate's
+predictions row by row with this pod's, by the output the service declares
+(`ModelService.output.agree`: the same class, or scores within its tolerance). Both answers are
+read from their JSON, so each value is compared as the client would see it.
+
+Nothing here can slow or fail the primary. Every failure of the candidate (no connection, no
+answer within SHADOW_TIMEOUT_SECONDS, a status other than 200, an answer that cannot be compared)
+is counted in `model_shadow_requests_total{outcome}`, and logged at most once per LOG_SECONDS,
+never raised; `stop` waits for the thread no longer than it is told (a daemon thread never holds
+up the process's exit).
+
+The client is the standard library's `http.client`, on purpose: one keep-alive connection per
+worker, used by one thread, needs no more. httpx (with httpcore, h11, anyio...) is not in the
+serving images and titanic's image is at 149 of its 150 MB budget; an asyncio client would also
+put the mirror's work on the event loop that serves requests, which this thread keeps off it.
+
+The candidate's model version labels the rows compared (`model_shadow_rows_total{model, version,
+candidate_version, agreed}`): it is read from the candidate's Open Inference Protocol metadata
+(`GET /v2/models/{name}`, with the Authorization of the request being mirrored) on each new
+connection, as a new connection may reach another pod; `unknown` when it cannot be read (retried
+after VERSION_RETRY_SECONDS), and at most MAX_CANDIDATE_VERSIONS values per worker (then `other`),
+so the labels stay bounded whatever the candidate says.
+
+Only the typed REST predict route is mirrored: not the Open Inference Protocol's routes, REST or
+gRPC. A mirrored request carries `X-Shadow: 1`, and a pod never mirrors such a request, so a
+candidate given the same SHADOW_URL (one ConfigMap for both) does not echo requests in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter
+
+from modelserving.outputs import ModelOutput
+from modelserving.runtime.metrics import SHADOW_OUTCOMES, Metrics
+from modelserving.service import ModelService, prediction_list_field
+from modelserving.settings import Settings, SettingsError
+
+log = logging.getLogger("modelserving")
+
+SHADOW_HEADER = "x-shadow"  # on mirrored requests: never mirrored again
+QUEUE_BYTES = 16 * 1024 * 1024  # bodies and answers held in the queue, at most
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a longer answer from the candidate is `invalid`
+LOG_SECONDS = 10.0  # one warning per spell of failures
+VERSION_RETRY_SECONDS = 30.0
+MAX_CANDIDATE_VERSIONS = 4
+UNKNOWN, OTHER = "unknown", "other"
+
+
+def check_shadow(service: ModelService[Any, Any], settings: Settings) -> None:
+    """SettingsError (one line) if SHADOW_URL is set for a service with nothing to compare by."""
+    if settings.shadow_url and service.output is None:
+        raise SettingsError(
+            f"SHADOW_URL is set, but service '{service.name}' declares no output to compare the "
+            "candidate's answers by (ModelService.output)"
+        )
+
+
+def agreement(
+    output: ModelOutput, predictions_field: str, ours: str | bytes, theirs: bytes
+) -> tuple[int, int]:
+    """(rows that agree, rows that do not) between two JSON answers to the same request;
+    ValueError if the candidate's cannot be compared with ours."""
+    mine = _outputs(ours, predictions_field, output.field)
+    try:
+        candidates = _outputs(theirs, predictions_field, output.field)
+        if len(candidates) != len(mine):
+            raise ValueError(f"{len(candidates)} predictions for {len(mine)} rows")
+        agreed = sum(1 for value, other in zip(mine, candidates, strict=True) if output.agree(value, other))
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"the candidate's answer cannot be compared: {error!r}") from None
+    return agreed, len(mine) - agreed
+
+
+def _outputs(answer: str | bytes, predictions_field: str, field: str) -> list[Any]:
+    predictions = json.loads(answer)[predictions_field]
+    if not isinstance(predictions, list):
+        raise TypeError(f"{predictions_field} is not a list")
+    return [prediction[field] for prediction in predictions]
+
+
+@dataclass(frozen=True, slots=True)
+class Mirrored:
+    """A request to mirror, as the primary got and answered it."""
+
+    body: bytes
+    request_id: str
+    authorization: str | None
+    answer: str  # the primary's JSON answer, as sent
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.answer)
+
+
+class Candidate:
+    """One keep-alive HTTP connection to the candidate, for one thread."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        https = parts.scheme == "https"
+        self._connection_type = http.client.HTTPSConnection if https else http.client.HTTPConnection
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = timeout
+        self._connection: http.client.HTTPConnection | None = None
+        self.opened = 0  # connections opened so far: a new one may reach another pod
+
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, http.client.HTTPResponse, bytes]:
+        """(status, response, its body) within `timeout` in all; TimeoutError, OSError,
+        http.client.HTTPException or ValueError (an answer over MAX_ANSWER_BYTES) otherwise.
+        A kept-alive connection the candidate had closed is retried once on a new one."""
+        deadline = time.monotonic() + self.timeout
+        for retry in (False, True):
+            fresh = self._connection is None
+            connection = self._connect()
+            try:
+                connection.request(method, self.prefix + path, body=body, headers=headers)
+                self._time_left(connection, deadline)
+                response = connection.getresponse()
+                self._time_left(connection, deadline)
+                data = response.read(MAX_ANSWER_BYTES + 1)
+            except ConnectionError:  # reset, broken pipe, closed before answering
+                self.close()
+                if fresh or retry:
+                    raise
+                continue
+            except BaseException:
+                self.close()
+                raise
+            if len(data) > MAX_ANSWER_BYTES:
+                self.close()
+                raise ValueError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+            if response.will_close or not response.isclosed():
+                self.close()
+            return response.status, response, data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._connection is None:
+            self._connection = self._connection_type(self._host, self._port, timeout=self.timeout)
+            self.opened += 1
+        return self._connection
+
+    @staticmethod
+    def _time_left(connection: http.client.HTTPConnection, deadline: float) -> None:
+        """What is left of the deadline becomes the socket's timeout for the next read."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no answer in time")
+        if connection.sock is not None:
+            connection.sock.settimeout(left)
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class Shadow:
+    """One worker's mirror to the candidate at SHADOW_URL: `start(version)` once the model is
+    loaded, `offer(...)` after each answer of the typed predict route, `stop(timeout)` at shutdown."""
+
+    def __init__(
+        self,
+        service: ModelService[Any, Any],
+        settings: Settings,
+        metrics: Metrics,
+        queue_bytes: int = QUEUE_BYTES,
+    ) -> None:
+        check_shadow(service, settings)
+        assert service.output is not None and settings.shadow_url is not None
+        self.service = service
+        self.output: ModelOutput = service.output
+        self.url = settings.shadow_url
+        self.sample_rate = settings.shadow_sample_rate
+        self.timeout = settings.shadow_timeout_seconds
+        self.metrics = metrics
+        self._predictions_field, _ = prediction_list_field(service.response_type)
+        self._queue: queue.Queue[Mirrored | None] = queue.Queue(maxsize=settings.shadow_queue_size)
+        self._queue_bytes = queue_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
+        self._random = random.Random().random
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._version = ""
+        self._outcomes: dict[str, Counter] = {}
+        self._rows: dict[str, tuple[Counter, Counter]] = {}  # candidate version: (agreed, disagreed) counters
+        self._candidate: Candidate | None = None
+        self._candidate_version = UNKNOWN
+        self._learnt_on = 0  # the connection (Candidate.opened) the candidate's version was read on
+        self._version_retry_at = 0.0
+        self._last_log = -LOG_SECONDS
+
+    def start(self, version: str) -> None:
+        """Start mirroring, for this pod's model `version`: every outcome's series made at 0."""
+        if self._thread is not None:
+            return
+        self._version = version
+        self._outcomes = {
+            outcome: self.metrics.shadow_requests.labels(self.service.name, version, outcome)
+            for outcome in SHADOW_OUTCOMES
+        }
+        self._candidate = Candidate(self.url, self.timeout)
+        self._thread = threading.Thread(target=self._run, name=f"{self.service.name}-shadow", daemon=True)
+        self._thread.start()
+
+    def offer(self, body: bytes, request_id: str, authorization: str | None, answer: str) -> None:
+        """On the request path, after the primary answered: mirror a sampled share, never waiting."""
+        if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
+            return
+        if self._thread is None:
+            return
+        if self._stopping.is_set():
+            self._outcomes["dropped"].inc()
+            return
+        item = Mirrored(body, request_id, authorization, answer)
+        with self._bytes_lock:
+            if self._queued_bytes + item.size > self._queue_bytes:
+                self._outcomes["dropped"].inc()
+                return
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self._outcomes["dropped"].inc()
+                return
+            self._queued_bytes += item.size
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting to be mirrored (for tests and operators' tools)."""
+        return self._queue.qsize()
+
+    def stop(self, timeout: float) -> None:
+        """Stop mirroring: wait at most `timeout` seconds for the request being mirrored; those
+        still queued are dropped (counted)."""
+        thread = self._thread
+        if thread is None or self._stopping.is_set():
+            return
+        self._stopping.set()
+        # Wakes the thread if it waits; if the queue is full, the next request it takes stops it.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        thread.join(max(0.0, timeout))
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._outcomes["dropped"].inc()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            with self._bytes_lock:
+                self._queued_bytes -= item.size
+            if self._stopping.is_set():
+                self._outcomes["dropped"].inc()
+                break
+            try:
+                self._mirror(item)
+            except Exception:  # the mirror must outlive any bug of its own
+                self._outcomes["invalid"].inc()
+                log.exception("shadow: mirroring failed", extra={"request_id": item.request_id})
+        if self._candidate is not None:
+            self._candidate.close()
+
+    def _mirror(self, item: Mirrored) -> None:
+        """POST `item` to the candidate and compare its answer with ours; count what came of it."""
+        assert self._candidate is not None
+        candidate_version = self._learn_candidate_version(item.authorization)
+        headers = {
+            "content-type": "application/json",
+            "x-request-id": item.request_id,
+            "x-request-timeout-ms": str(max(1, int(self.timeout * 1000))),
+            SHADOW_HEADER: "1",
+        }
+        if item.authorization is not None:
+            headers["authorization"] = item.authorization
+        try:
+            status, response, data = self._candidate.request(
+                "POST", self.service.predict_path, item.body, headers
+            )
+            if status != 200:
+                self._failed("rejected", item, f"status {status}")
+                return
+            echoed = response.getheader("x-request-id")
+            if echoed is not None and echoed != item.request_id:
+                raise ValueError(f"answered request id {echoed!r}")
+            agreed, disagreed = agreement(self.output, self._predictions_field, item.answer, data)
+        except TimeoutError:
+            self._failed("timeout", item, f"no answer within {self.timeout:g} s")
+            return
+        except OSError as error:  # no connection (refused, reset, no such host)
+            self._failed("unreachable", item, repr(error))
+            return
+        except (http.client.HTTPException, ValueError) as error:
+            self._failed("invalid", item, repr(error))
+            return
+        agreed_rows, disagreed_rows = self._rows_counters(candidate_version)
+        agreed_rows.inc(agreed)
+        disagreed_rows.inc(disagreed)
+        self._outcomes["compared"].inc()
+
+    def _learn_candidate_version(self, authorization: str | None) -> str:
+        """The candidate's model version, read again on each new connection."""
+        assert self._candidate is not None
+        candidate = self._candidate
+        if candidate.connected and candidate.opened == self._learnt_on:
+            return self._candidate_version
+        if self._candidate_version == UNKNOWN and time.monotonic() < self._version_retry_at:
+            return UNKNOWN
+        headers = {} if authorization is None else {"authorization": authorization}
+        try:
+            status, _, data = candidate.request("GET", f"/v2/models/{self.service.name}", None, headers)
+            version = str(json.loads(data)["versions"][0])[:64] if status == 200 else None
+        except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError, TypeError):
+            version = None
+        self._learnt_on = candidate.opened
+        if version is None:
+            self._version_retry_at = time.monotonic() + VERSION_RETRY_SECONDS
+            self._candidate_version = UNKNOWN
+        elif version in self._rows or len(self._rows) < MAX_CANDIDATE_VERSIONS:
+            self._candidate_version = version
+        else:
+            self._candidate_version = OTHER
+        return self._candidate_version
+
+    def _rows_counters(self, candidate_version: str) -> tuple[Counter, Counter]:
+        counters = self._rows.get(candidate_version)
+        if counters is None:  # both series made at once, at 0: a ratio has its denominator from the start
+            rows = self.metrics.shadow_rows
+            name, version = self.service.name, self._version
+            counters = self._rows[candidate_version] = (
+                rows.labels(name, version, candidate_version, "true"),
+                rows.labels(name, version, candidate_version, "false"),
+            )
+        return counters
+
+    def _failed(self, outcome: str, item: Mirrored, why: str) -> None:
+        self._outcomes[outcome].inc()
+        now = time.monotonic()
+        if now - self._last_log >= LOG_SECONDS:  # a line per spell, not per request
+            self._last_log = now
+            log.warning(
+                "shadow: the candidate's answer was not compared (%s): %s",
+                outcome,
+                why,
+                extra={"request_id": item.request_id, "shadow_url": self.url, "outcome": outcome},
+            )
