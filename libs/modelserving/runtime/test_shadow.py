@@ -9,6 +9,7 @@ the rows sent and the candidate's answers to them.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,10 @@ class CandidateServer:
     got_one: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)  # ends a hang
     metadata: bool = True
+    # How answers are framed: "length" (Content-Length, kept alive), "chunked", "close" (with
+    # Connection: close), "silent-close" (closed after answering, unannounced: the client finds a
+    # dead kept-alive connection), "http/1.0" (no length: the body runs until the connection closes).
+    framing: str = "length"
     url: str = ""
 
 
@@ -74,14 +79,32 @@ def candidate() -> Iterator[CandidateServer]:
             pass
 
         def _send(self, status: int, body: bytes) -> None:
+            request_id = self.headers.get("x-request-id")
+            if state.framing == "http/1.0":
+                head = f"HTTP/1.0 {status} Whatever\r\ncontent-type: application/json\r\n"
+                head += f"x-request-id: {request_id}\r\n" if request_id else ""
+                self.wfile.write(head.encode() + b"\r\n" + body)
+                self.close_connection = True
+                return
             self.send_response(status)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            request_id = self.headers.get("x-request-id")
             if request_id:
                 self.send_header("x-request-id", request_id)
+            if state.framing == "chunked":
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                half = len(body) // 2
+                for chunk in (body[:half], body[half:]):
+                    self.wfile.write(f"{len(chunk):x};ext=1\r\n".encode() + chunk + b"\r\n")
+                self.wfile.write(b"0\r\nx-trailer: yes\r\n\r\n")
+                return
+            self.send_header("content-length", str(len(body)))
+            if state.framing == "close":
+                self.send_header("connection", "close")
             self.end_headers()
             self.wfile.write(body)
+            if state.framing in ("close", "silent-close"):
+                self.close_connection = True
 
         def do_GET(self) -> None:
             if self.path == "/v2/models/toy" and state.metadata:
@@ -281,6 +304,20 @@ def test_a_failing_candidate_is_counted_and_never_fails_the_primary(
         assert rows(client, "true") + rows(client, "false") == 0
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked", "close", "silent-close", "http/1.0"])
+def test_every_framing_of_an_answer_is_read(
+    scored: ModelService[Any, Any], candidate: CandidateServer, framing: str
+) -> None:
+    candidate.framing = framing
+    candidate.answer = values({1: 3.0, 2: 7.0})  # the second row of each request disagrees
+    with shadowed(scored, candidate.url) as client:
+        for _ in range(3):
+            assert client.post("/scale", json=[{"x": 1}, {"x": 2}]).is_success
+        wait_for(lambda: outcomes_total(client) == 3)
+        assert outcome(client, "compared") == 3
+        assert (rows(client, "true"), rows(client, "false")) == (3, 3)
+
+
 def test_the_sample_rate_is_honoured(scored: ModelService[Any, Any], candidate: CandidateServer) -> None:
     # 400 requests at 0.25: 100 expected, standard deviation sqrt(400 * 0.25 * 0.75) = 8.7;
     # 60 to 140 is over 4.5 deviations either side (a false failure about once in 200,000 runs).
@@ -347,3 +384,14 @@ def test_a_service_without_an_output_refuses_a_shadow_url(
     assert raised(exited).code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("toy: SHADOW_URL is set, but service 'toy' declares no output")
+
+
+def test_the_mirror_thread_yields_the_cpu_to_serving(
+    scored: ModelService[Any, Any], candidate: CandidateServer
+) -> None:
+    with shadowed(scored, candidate.url) as client:
+        assert client.post("/scale", json=[{"x": 1}]).is_success
+        wait_for(lambda: outcome(client, "compared") == 1)
+        (mirror,) = (thread for thread in threading.enumerate() if thread.name == "toy-shadow")
+        serving = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert os.getpriority(os.PRIO_PROCESS, mirror.native_id or 0) == serving + 10
