@@ -26,6 +26,7 @@ import pytest
 import yaml
 from containers.engine import built_image, built_names, docker_client
 from containers.harness import (
+    CLUSTER_ONLY_SETTINGS,
     SERVICES,
     grpc_prediction,
     http_get,
@@ -111,6 +112,8 @@ def test_image_runs_as_the_prod_deployment_declares(service: str, tmp_path: Path
 
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     env = environment(container, config_maps)
+    for name in CLUSTER_ONLY_SETTINGS:  # a cluster's names (SHADOW_URL: the canary Service)
+        env.pop(name, None)
     assert int(env["PORT"]) == ports["http"], "the app must listen on the declared http port"
     assert int(env["GRPC_PORT"]) == ports["grpc"], "the app must serve gRPC on the declared grpc port"
     # The host network is shared, so the declared ports may be taken: run on free ones instead.
