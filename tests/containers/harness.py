@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -89,11 +90,18 @@ CLUSTER_ONLY_SETTINGS = ("SHADOW_URL",)
 
 
 def run_image(
-    docker: str, service: str, config: dict[str, str], stack: ExitStack, image: str | None = None
+    docker: str,
+    service: str,
+    config: dict[str, str],
+    stack: ExitStack,
+    image: str | None = None,
+    docker_flags: Sequence[str] = (),
+    **settings: str,
 ) -> tuple[str, str]:
     """The service's image (or `image`) under a Pod's constraints, with its overlay's settings
-    `config` (the token given as AUTH_TOKEN), removed when `stack` closes: its URL, and its gRPC
-    address, once it is ready."""
+    `config` (the token given as AUTH_TOKEN) and the test's own `settings`, and any further
+    `docker_flags` (mounts, cpusets), removed when `stack` closes: its URL, and its gRPC address,
+    once it is ready."""
     port, grpc_port = free_port(), free_port()
     env = {
         name: value
@@ -101,10 +109,11 @@ def run_image(
         if name != "AUTH_TOKEN_FILE" and name not in CLUSTER_ONLY_SETTINGS
     }
     env["AUTH_TOKEN"] = TOKEN
+    env |= settings
     ports = {"PORT": str(port), "GRPC_PORT": str(grpc_port)}
     flags = [flag for name, value in {**env, **ports}.items() for flag in ("-e", f"{name}={value}")]
     container = subprocess.check_output(
-        [docker, "run", "-d", *POD_FLAGS, *flags, image or built_image(service)], text=True
+        [docker, "run", "-d", *POD_FLAGS, *flags, *docker_flags, image or built_image(service)], text=True
     ).strip()
     stack.callback(lambda: subprocess.run([docker, "rm", "-f", container], capture_output=True))
     url = f"http://127.0.0.1:{port}"

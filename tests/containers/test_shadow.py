@@ -1,8 +1,8 @@
 """Shadowing between two containers of titanic's real image (issue #27, point 3).
 
 A primary and a candidate run from the image Pants built, each under the Pod's flags
-(`POD_FLAGS`: read-only root, uid 1001, no capabilities or new privileges, a tmpfs /tmp),
-both requiring the same bearer token (prod mounts one Secret in both). This machine's Docker
+(`harness.run_image`: read-only root, uid 1001, no capabilities or new privileges, a tmpfs
+/tmp), both requiring the same bearer token (prod mounts one Secret in both). This machine's Docker
 engine has no bridge, so the containers share the host's network and reach each other on
 loopback, as the containers of one Pod network would; the primary's SHADOW_URL names the
 candidate's port. Passengers from train.csv are sent to the primary with the token, and the
@@ -25,67 +25,42 @@ import csv
 import http.client
 import json
 import os
-import secrets
 import statistics
-import subprocess
 import time
-import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import pytest
 from containers.engine import built_image, docker_client
-from containers.harness import POD_FLAGS, SERVICES
+from containers.harness import AUTHORIZED, SERVICES, run_image
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelserving import load_model, save_model
-from modelserving.dev.testing import cpu_to_myself, free_port
+from modelserving.dev.testing import cpu_to_myself
 from modelserving.outputs import ScoreOutput
 from titanic.main import SERVICE, predict_survival, prepare
 from titanic.schemas import Passenger
 
 NAME = "titanic"
-TOKEN = secrets.token_urlsafe(32)
-READY_TIMEOUT_SECONDS = 60
 ROWS_PER_REQUEST = 3
 REQUESTS = 80
 INTERCEPT_SHIFT = 0.5  # log-odds: what the candidate model is moved by
 TOLERANCE = 0.05  # titanic's declared agreement (services/titanic/main.py), pinned below
 
 
-@contextmanager
-def container(image: str, mounts: Sequence[str] = (), cpus: str | None = None, **env: str) -> Iterator[str]:
-    """A ready container of `image` under the Pod's flags, on free ports (and on the CPUs
-    `cpus` names, if given); its base URL."""
-    docker = docker_client()
-    port, grpc_port = free_port(), free_port()
-    settings = {"PORT": str(port), "GRPC_PORT": str(grpc_port), "AUTH_TOKEN": TOKEN, **env}
-    flags = [flag for name, value in settings.items() for flag in ("-e", f"{name}={value}")]
-    flags += [flag for mount in mounts for flag in ("-v", mount)]
-    flags += ["--cpuset-cpus", cpus] if cpus else []
-    cid = subprocess.check_output([docker, "run", "-d", *POD_FLAGS, *flags, image], text=True).strip()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not ready(url):
-            if time.monotonic() > deadline:
-                logs = subprocess.run([docker, "logs", cid], capture_output=True, text=True)
-                pytest.fail(f"{url} not ready in {READY_TIMEOUT_SECONDS} s\n{logs.stdout}{logs.stderr}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        subprocess.run([docker, "rm", "-f", cid], capture_output=True)
-
-
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError):
-        return False
+def primary_and_candidate(
+    stack: ExitStack,
+    candidate_flags: Sequence[str] = (),
+    candidate_settings: dict[str, str] | None = None,
+    **primary_settings: str,
+) -> tuple[str, str]:
+    """A candidate, then a primary mirroring every request to it (SHADOW_URL): their URLs."""
+    docker, image = docker_client(), built_image(NAME)
+    candidate, _ = run_image(docker, NAME, {}, stack, image, candidate_flags, **(candidate_settings or {}))
+    primary, _ = run_image(docker, NAME, {}, stack, image, SHADOW_URL=candidate, **primary_settings)
+    return primary, candidate
 
 
 def passengers(count: int) -> list[dict[str, Any]]:
@@ -112,7 +87,7 @@ def predict(url: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     request = urllib.request.Request(
         url + SERVICES[NAME].predict_path,
         json.dumps(rows).encode(),
-        {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"},
+        {"content-type": "application/json", **AUTHORIZED},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         predictions: list[dict[str, Any]] = json.loads(response.read())["predictions"]
@@ -150,11 +125,9 @@ def agreement(rows: dict[tuple[str, str], float], candidate_version: str) -> flo
 
 
 def test_the_same_model_agrees_on_every_row() -> None:
-    image = built_image(NAME)
     version = load_model(SERVICES[NAME].model_dir).card.version
-    with container(image) as candidate, container(
-        image, SHADOW_URL=candidate, SHADOW_QUEUE_SIZE="1000"
-    ) as primary:
+    with ExitStack() as stack:
+        primary, _ = primary_and_candidate(stack, SHADOW_QUEUE_SIZE="1000")
         for batch in batches():
             predict(primary, batch)
         outcomes, rows = mirrored(primary, REQUESTS)
@@ -197,15 +170,17 @@ def test_a_different_model_agrees_less_exactly_where_its_scores_differ(tmp_path:
         expected_agreed += sum(abs(a - b) <= TOLERANCE for a, b in zip(ours, theirs, strict=True))
         total += len(rows)
 
-    image = built_image(NAME)
-    with container(
-        image, [f"{altered_dir}:/models/candidate:ro"], MODEL_DIR="/models/candidate"
-    ) as candidate:
+    with ExitStack() as stack:
+        primary, candidate = primary_and_candidate(
+            stack,
+            ["-v", f"{altered_dir}:/models/candidate:ro"],
+            {"MODEL_DIR": "/models/candidate"},
+            SHADOW_QUEUE_SIZE="1000",
+        )
         assert predict(candidate, passengers(1)) != [], "the candidate serves"
-        with container(image, SHADOW_URL=candidate, SHADOW_QUEUE_SIZE="1000") as primary:
-            for rows in batches():
-                predict(primary, rows)
-            outcomes, figures = mirrored(primary, REQUESTS)
+        for rows in batches():
+            predict(primary, rows)
+        outcomes, figures = mirrored(primary, REQUESTS)
     measured = agreement(figures, altered_version)
     print(
         f"\ndifferent model (intercept +{INTERCEPT_SHIFT}): outcomes {outcomes}, rows {figures}, "
@@ -223,21 +198,22 @@ def percentile(samples: list[float], share: float) -> float:
 
 
 def test_the_primarys_latency_is_the_same_with_the_shadow_on() -> None:
-    image = built_image(NAME)
+    docker, image = docker_client(), built_image(NAME)
     body = json.dumps(passengers(1)).encode()
-    headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
+    headers = {"content-type": "application/json", **AUTHORIZED}
     path = SERVICES[NAME].predict_path
     # In a cluster the candidate is another pod, with CPU of its own: here the primaries and this
     # client share one core and the candidate has the other, so what is measured is the mirror's
     # cost to the primary, not the candidate's work competing with the primary or the client.
     pinned = (os.cpu_count() or 1) >= 2
     primary_cpus, candidate_cpus = ("0", "1") if pinned else (None, None)
+    on_primary_cpus = ["--cpuset-cpus", "0"] if pinned else []
     client_cpus = os.sched_getaffinity(0)
     with ExitStack() as stack:
-        candidate = stack.enter_context(container(image, cpus=candidate_cpus))
+        candidate, _ = run_image(docker, NAME, {}, stack, image, ["--cpuset-cpus", "1"] if pinned else [])
         primaries = {
-            "off": stack.enter_context(container(image, cpus=primary_cpus)),
-            "on": stack.enter_context(container(image, cpus=primary_cpus, SHADOW_URL=candidate)),
+            "off": run_image(docker, NAME, {}, stack, image, on_primary_cpus)[0],
+            "on": run_image(docker, NAME, {}, stack, image, on_primary_cpus, SHADOW_URL=candidate)[0],
         }
         connections = {
             mode: http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
