@@ -41,12 +41,13 @@ NOT_RUN = (  # a cluster, a registry or the repo's history
     ("git", "commit"),
     ("git", "revert"),
 )
-SYNTHETIC = "namespace=\"modelserving-prod\", app_kubernetes_io_name=\"titanic\", model=\"titanic\""
+SYNTHETIC = 'namespace="modelserving-prod", app_kubernetes_io_name="titanic", model="titanic"'
+VERSIONS = 'version="20261202", candidate_version="20261205"'
 SERIES = [
     # The shadow: the candidate 20261205 agrees on 3 rows in 4; requests compared 60 a minute,
     # dropped 6 a minute.
-    (f'model_shadow_rows_total{{{SYNTHETIC}, version="20261202", candidate_version="20261205", agreed="true"}}', 180),
-    (f'model_shadow_rows_total{{{SYNTHETIC}, version="20261202", candidate_version="20261205", agreed="false"}}', 60),
+    (f'model_shadow_rows_total{{{SYNTHETIC}, {VERSIONS}, agreed="true"}}', 180),
+    (f'model_shadow_rows_total{{{SYNTHETIC}, {VERSIONS}, agreed="false"}}', 60),
     (f'model_shadow_requests_total{{{SYNTHETIC}, version="20261202", outcome="compared"}}', 60),
     (f'model_shadow_requests_total{{{SYNTHETIC}, version="20261202", outcome="dropped"}}', 6),
     # The outputs: stable serves half and half in two bins; the canary a quarter and three quarters.
@@ -57,7 +58,9 @@ SERIES = [
 ]
 # What each query of the runbook reads, by the metric it asks for.
 READINGS = {
-    "model_shadow_rows_total": [{"labels": '{candidate_version="20261205"}', "value": 0.75}],
+    "model_shadow_rows_total": [
+        {"labels": '{version="20261202", candidate_version="20261205"}', "value": 0.75}
+    ],
     "model_shadow_requests_total": [
         {"labels": '{outcome="compared"}', "value": 1.0},
         {"labels": '{outcome="dropped"}', "value": 0.1},
@@ -78,6 +81,12 @@ def runbook() -> str:
     return text[start : end if end >= 0 else len(text)]
 
 
+def expanded(word: str) -> str:
+    for name, value in VARIABLES.items():
+        word = word.replace(name, value)
+    return word
+
+
 def commands() -> list[list[str]]:
     """Every command of the runbook's bash blocks, as words (continuations joined, comments cut)."""
     found = []
@@ -85,7 +94,7 @@ def commands() -> list[list[str]]:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if words:
-                found.append([VARIABLES.get(word, word) for word in words])
+                found.append([expanded(word) for word in words])
     return found
 
 
@@ -94,10 +103,18 @@ def of_kind(*start: str) -> list[list[str]]:
 
 
 def test_every_command_is_of_a_known_kind() -> None:
-    known = [("k8s/release",), ("kubectl", "kustomize"), ("promtool", "query", "instant"), ("./pants",), *NOT_RUN]
+    known = [
+        ("k8s/release",),
+        ("kubectl", "kustomize"),
+        ("promtool", "query", "instant"),
+        ("./pants",),
+        *NOT_RUN,
+    ]
     for words in commands():
         assert any(tuple(words[: len(kind)]) == kind for kind in known), f"unclassified: {shlex.join(words)}"
-    assert of_kind("k8s/release") and of_kind("kubectl", "kustomize") and of_kind("promtool", "query", "instant")
+    assert (
+        of_kind("k8s/release") and of_kind("kubectl", "kustomize") and of_kind("promtool", "query", "instant")
+    )
 
 
 def test_the_release_and_its_rendering_run_as_written(tmp_path: Path) -> None:
@@ -107,10 +124,15 @@ def test_the_release_and_its_rendering_run_as_written(tmp_path: Path) -> None:
         assert released.returncode == 0, released.stderr
     for words in of_kind("kubectl", "kustomize"):
         rendered = subprocess.run(
-            [shutil.which("kubectl") or "/usr/bin/kubectl", *words[1:]], cwd=tmp_path, capture_output=True, text=True
+            [shutil.which("kubectl") or "/usr/bin/kubectl", *words[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
         )
         assert rendered.returncode == 0, rendered.stderr
-        (deployment,) = (obj for obj in yaml.safe_load_all(rendered.stdout) if obj and obj["kind"] == "Deployment")
+        (deployment,) = (
+            obj for obj in yaml.safe_load_all(rendered.stdout) if obj and obj["kind"] == "Deployment"
+        )
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["image"] == f"registry.example.com/modelserving-titanic@sha256:{DIGEST}"
 
@@ -133,7 +155,9 @@ def test_each_query_reads_what_the_step_says(words: list[str], tmp_path: Path) -
     (tmp_path / "runbook.test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
     promtool = shutil.which("promtool")
     assert promtool, "promtool not found: ./pants test installs it (3rdparty/system/tools.txt)"
-    ran = subprocess.run([promtool, "test", "rules", "runbook.test.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    ran = subprocess.run(
+        [promtool, "test", "rules", "runbook.test.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
 

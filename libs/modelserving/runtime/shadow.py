@@ -22,13 +22,13 @@ up the process's exit). The thread runs NICENESS levels below the worker's: on a
 serving keeps busy, it gets what serving leaves (and the queue drops the rest), so the
 primary's latency stays as it was (tests/containers/test_shadow.py measures it).
 
-The client is the standard library's, on purpose: one keep-alive HTTP/1.1 connection per
-worker, on a socket, used by one thread, needs no more. httpx (with httpcore, h11, anyio...) is
-not in the serving images, and titanic's image is at 149 of its 150 MB budget; an asyncio client
-would put the mirror's work on the event loop that serves requests. `http.client` was the first
+The client is one keep-alive HTTP/1.1 connection per worker, on a socket, used by one thread,
+its answers parsed by httptools (`Candidate`). httpx (with httpcore, h11, anyio...) is not in
+the serving images, and titanic's image is at 149 of its 150 MB budget; an asyncio client would
+put the mirror's work on the event loop that serves requests. `http.client` was the first
 choice, but it took about 200 us of CPU per mirrored request on the worker, against 45 us for
-`Candidate`'s plain socket exchange (measured against the candidate's own server): that CPU and
-the GIL are the serving worker's, so the primary's latency is where it shows.
+a socket and a C parser (measured against the candidate's own server): that CPU and the GIL
+are the serving worker's, so the primary's latency is where it shows.
 
 The candidate's model version labels the rows compared (`model_shadow_rows_total{model, version,
 candidate_version, agreed}`): it is read from the candidate's Open Inference Protocol metadata
@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httptools  # type: ignore[import-untyped]  # no type information shipped
 from prometheus_client import Counter
 
 from modelserving.outputs import ModelOutput
@@ -70,8 +71,8 @@ log = logging.getLogger("modelserving")
 SHADOW_HEADER = "x-shadow"  # on mirrored requests: never mirrored again
 QUEUE_BYTES = 16 * 1024 * 1024  # bodies and answers held in the queue, at most
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a longer answer from the candidate is `invalid`
-MAX_HEAD_BYTES = 64 * 1024  # its status line and headers
 RECEIVE_BYTES = 256 * 1024
+CONNECTION_SECONDS = 10.0  # a connection to the candidate is used this long at most
 NICENESS = 10  # the mirror thread's, over the worker's
 LOG_SECONDS = 10.0  # one warning per spell of failures
 VERSION_RETRY_SECONDS = 30.0
@@ -134,14 +135,44 @@ class Answer:
     body: bytes
 
 
+class _Reading:
+    """httptools' callbacks for one answer: what has arrived of it. The status and whether the
+    connection stays open are read in the callbacks: llhttp resets them once a message ends."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+        self.head_done = self.complete = self.keep_alive = False
+        self.status = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        if len(self.body) + len(body) > MAX_ANSWER_BYTES:
+            raise ValueError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
+
+
 class Candidate:
     """One keep-alive HTTP/1.1 connection to the candidate, used by one thread.
 
-    A request is written whole in one `sendall`; the answer is read by a parser of the little
-    HTTP/1.1 it needs (a status line, headers, a body by Content-Length, chunked or up to the
-    connection's close). `http.client` did the same exchange with the candidate's server for
-    about 200 us of CPU against 45 us here, mostly parsing headers with the `email` package:
-    CPU taken from the worker that is serving requests, holding its GIL.
+    A request is written whole in one `sendall`; the answer is parsed by httptools (llhttp, the
+    parser uvicorn serves with, already in every image). `http.client` did the same exchange for
+    about 200 us of CPU against 45 us this way, mostly parsing headers with the `email` package:
+    CPU taken from the worker that is serving requests, holding its GIL. A connection is used
+    for CONNECTION_SECONDS at most, so that a Service whose pods change (the canary Service,
+    from stable's pods to the canary's) is followed within that time.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -154,8 +185,7 @@ class Candidate:
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
         self._socket: socket.socket | None = None
-        self._buffer = bytearray()  # what was received and not yet read
-        self._answered = False  # whether any of the current answer has arrived
+        self._opened_at = 0.0
         self.opened = 0  # connections opened so far: a new one may reach another pod
 
     @property
@@ -177,14 +207,14 @@ class Candidate:
         message = (head + "\r\n").encode("latin-1") + (body or b"")
         for retry in (False, True):
             fresh = self._socket is None
-            self._answered = False
+            reading = _Reading()
             try:
                 connection = self._connect(deadline)
                 connection.sendall(message)
-                return self._answer(connection, deadline)
+                return self._answer(connection, deadline, reading)
             except ConnectionError:  # reset, broken pipe, or closed before answering
                 self.close()
-                if fresh or retry or self._answered:
+                if fresh or retry or reading.head_done or reading.body:
                     raise
             except BaseException:
                 self.close()
@@ -195,7 +225,12 @@ class Candidate:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-        self._buffer.clear()
+
+    def close_if_old(self) -> None:
+        """Close the connection once it has served CONNECTION_SECONDS: the next one may reach
+        another pod."""
+        if self._socket is not None and time.monotonic() - self._opened_at > CONNECTION_SECONDS:
+            self.close()
 
     def _connect(self, deadline: float) -> socket.socket:
         if self._socket is None:
@@ -204,6 +239,7 @@ class Candidate:
             if self._tls is not None:
                 connection = self._tls.wrap_socket(connection, server_hostname=self._host)
             self._socket = connection
+            self._opened_at = time.monotonic()
             self.opened += 1
         return self._socket
 
@@ -214,88 +250,29 @@ class Candidate:
             raise TimeoutError("no answer in time")
         return left
 
-    def _receive(self, connection: socket.socket, deadline: float) -> bool:
-        """More of the answer into the buffer; False once the candidate has closed the connection."""
-        connection.settimeout(self._left(deadline))
-        data = connection.recv(RECEIVE_BYTES)
-        if data:
-            self._answered = True
-            self._buffer += data
-        return bool(data)
-
-    def _more(self, connection: socket.socket, deadline: float) -> None:
-        if not self._receive(connection, deadline):
-            if self._answered:
-                raise ValueError("the answer ended before it was complete")
-            raise ConnectionResetError("the connection closed before an answer")
-
-    def _answer(self, connection: socket.socket, deadline: float) -> Answer:
-        buffer = self._buffer
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            if len(buffer) > MAX_HEAD_BYTES:
-                raise ValueError("the answer's head is too long")
-            self._more(connection, deadline)
-        status_line, *lines = buffer[:end].decode("latin-1").split("\r\n")
-        del buffer[: end + 4]
-        version, _, rest = status_line.partition(" ")
-        if version not in ("HTTP/1.1", "HTTP/1.0") or not rest[:3].isdigit():
-            raise ValueError(f"not an HTTP answer: {status_line[:40]!r}")
-        status = int(rest[:3])
-        headers: dict[str, str] = {}
-        for line in lines:
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise ValueError(f"a malformed header: {line[:40]!r}")
-            headers[name.strip().lower()] = value.strip()
-        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        if status < 200:
-            raise ValueError(f"an interim answer ({status}) to a request that asked for none")
-        if status in (204, 304):
-            body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body = self._chunked(connection, deadline)
-        elif "content-length" in headers:
-            length = headers["content-length"]
-            if not length.isdigit() or int(length) > MAX_ANSWER_BYTES:
-                raise ValueError(f"content-length {length[:20]!r}: not a length up to {MAX_ANSWER_BYTES}")
-            body = self._exactly(connection, deadline, int(length))
-        else:  # the body runs until the connection closes
-            while self._receive(connection, deadline):
-                if len(buffer) > MAX_ANSWER_BYTES:
-                    raise ValueError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
-            body, keep_alive = bytes(buffer), False
-            buffer.clear()
-        if not keep_alive or buffer:  # bytes after the answer: the connection cannot be trusted
+    def _answer(self, connection: socket.socket, deadline: float, reading: _Reading) -> Answer:
+        received = False
+        while not reading.complete:
+            connection.settimeout(self._left(deadline))
+            data = connection.recv(RECEIVE_BYTES)
+            if not data:
+                if reading.head_done and not reading.keep_alive:
+                    break  # a body that runs until the connection closes, now whole
+                if received:
+                    raise ValueError("the answer ended before it was complete")
+                raise ConnectionResetError("the connection closed before an answer")
+            received = True
+            try:
+                reading.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as error:
+                raise ValueError(f"an upgrade, not an answer: {error}") from None
+            except httptools.HttpParserError as error:
+                raise ValueError(f"not an HTTP answer: {error}") from None
+        if reading.status < 200:
+            raise ValueError(f"an interim answer ({reading.status}) to a request that asked for none")
+        if not reading.keep_alive or not reading.complete:
             self.close()
-        return Answer(status, headers, body)
-
-    def _exactly(self, connection: socket.socket, deadline: float, length: int) -> bytes:
-        while len(self._buffer) < length:
-            self._more(connection, deadline)
-        body = bytes(self._buffer[:length])
-        del self._buffer[:length]
-        return body
-
-    def _line(self, connection: socket.socket, deadline: float) -> str:
-        while (end := self._buffer.find(b"\r\n")) < 0:
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ValueError("a chunk's line is too long")
-            self._more(connection, deadline)
-        line = self._buffer[:end].decode("latin-1")
-        del self._buffer[: end + 2]
-        return line
-
-    def _chunked(self, connection: socket.socket, deadline: float) -> bytes:
-        body = bytearray()
-        while size := int(self._line(connection, deadline).partition(";")[0].strip(), 16):
-            if len(body) + size > MAX_ANSWER_BYTES:
-                raise ValueError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
-            body += self._exactly(connection, deadline, size)
-            if self._line(connection, deadline):
-                raise ValueError("a chunk longer than its size")
-        while self._line(connection, deadline):  # trailers, up to an empty line
-            pass
-        return bytes(body)
+        return Answer(reading.status, reading.headers, bytes(reading.body))
 
 
 class Shadow:
@@ -453,6 +430,7 @@ class Shadow:
         """The candidate's model version, read again on each new connection."""
         assert self._candidate is not None
         candidate = self._candidate
+        candidate.close_if_old()
         if candidate.connected and candidate.opened == self._learnt_on:
             return self._candidate_version
         if self._candidate_version == UNKNOWN and time.monotonic() < self._version_retry_at:

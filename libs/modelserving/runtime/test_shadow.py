@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from modelserving import ModelService, Settings, SettingsError
 from modelserving.dev.testing import free_port, raised
 from modelserving.outputs import ClassOutput, ScoreOutput
+from modelserving.runtime import shadow as shadow_module
 from modelserving.runtime.dataplane import DataPlane
 from modelserving.runtime.shadow import agreement
 from modelserving.server.app import create_app
@@ -46,6 +47,7 @@ class CandidateServer:
     got_one: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)  # ends a hang
     metadata: bool = True
+    version: str = CANDIDATE_VERSION  # the model version its metadata names
     # How answers are framed: "length" (Content-Length, kept alive), "chunked", "close" (with
     # Connection: close), "silent-close" (closed after answering, unannounced: the client finds a
     # dead kept-alive connection), "http/1.0" (no length: the body runs until the connection closes).
@@ -108,7 +110,7 @@ def candidate() -> Iterator[CandidateServer]:
 
         def do_GET(self) -> None:
             if self.path == "/v2/models/toy" and state.metadata:
-                self._send(200, json.dumps({"name": "toy", "versions": [CANDIDATE_VERSION]}).encode())
+                self._send(200, json.dumps({"name": "toy", "versions": [state.version]}).encode())
             else:
                 self._send(404, b'{"error": "no such route"}')
 
@@ -230,6 +232,21 @@ def test_agreement_is_counted_row_by_row(scored: ModelService[Any, Any], candida
     assert {r[0] for r in candidate.received} == {"/scale"}
     assert {r[1]["authorization"] for r in candidate.received} == {AUTHORIZATION}
     assert {r[1]["x-shadow"] for r in candidate.received} == {"1"}
+
+
+def test_a_connection_is_renewed_so_that_new_pods_behind_the_url_are_reached(
+    scored: ModelService[Any, Any], candidate: CandidateServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As when the canary Service moves from stable's pods to the canary's: the candidate behind
+    # the URL becomes version 9.0. A kept-alive connection would keep reaching the old one.
+    with shadowed(scored, candidate.url) as client:
+        assert client.post("/scale", json=[{"x": 1}]).status_code == 200
+        wait_for(lambda: outcome(client, "compared") == 1)
+        candidate.version = "9.0"
+        monkeypatch.setattr(shadow_module, "CONNECTION_SECONDS", 0.0)
+        assert client.post("/scale", json=[{"x": 1}]).status_code == 200
+        wait_for(lambda: outcome(client, "compared") == 2)
+        assert (rows(client, "true"), rows(client, "true", candidate_version="9.0")) == (1, 1)
 
 
 def test_the_client_never_sees_the_candidates_answer(
