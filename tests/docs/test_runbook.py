@@ -137,7 +137,11 @@ def test_the_release_and_its_rendering_run_as_written(tmp_path: Path) -> None:
         assert container["image"] == f"registry.example.com/modelserving-titanic@sha256:{DIGEST}"
 
 
-@pytest.mark.parametrize("words", of_kind("promtool", "query", "instant"), ids=lambda words: words[-1][:60])
+def query_id(words: list[str]) -> str:
+    return words[-1][:60]
+
+
+@pytest.mark.parametrize("words", of_kind("promtool", "query", "instant"), ids=query_id)
 def test_each_query_reads_what_the_step_says(words: list[str], tmp_path: Path) -> None:
     query = words[-1]
     (metric,) = {name for name in READINGS if name in query}
