@@ -17,7 +17,6 @@ typed route's answered requests to a candidate version (`shadow.Shadow`).
 import asyncio
 import contextlib
 import logging
-import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,9 +125,9 @@ class DataPlane:
             loaded = await asyncio.to_thread(service.prepare, loaded)
         await asyncio.to_thread(service.predict, loaded, list(service.examples))
         if service.output is not None:
-            output_of = operator.attrgetter(service.output.field)
-            count = self.metrics.output_counter(service.name, loaded.card.version, service.output)
-            self._count_outputs = lambda predictions: count(map(output_of, predictions))
+            self._count_outputs = self.metrics.output_counter(
+                service.name, loaded.card.version, service.output
+            )
         freeze_survivors()
         if self.shadow is not None:
             self.shadow.start(loaded.card.version)

@@ -13,8 +13,9 @@ multiprocess mode) rather than showing whichever worker answered the scrape.
 """
 
 import collections
+import operator
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -172,13 +173,18 @@ class Metrics:
 
     def output_counter(
         self, model: str, version: str, output: ModelOutput
-    ) -> Callable[[Iterable[Any]], None]:
-        """A function counting served outputs into `model_outputs_total`, every bin's series
-        made at once (at 0), so a version's distribution has all its bins from the start."""
+    ) -> Callable[[Sequence[Any]], None]:
+        """A function counting served predictions into `model_outputs_total` by the bin of their
+        `output.field`, every bin's series made at once (at 0), so that a version's distribution
+        has all its bins from the start."""
         children = {name: self.outputs.labels(model, version, name) for name in output.bins}
+        bin_of, value_of = output.bin_of, operator.attrgetter(output.field)
 
-        def count(values: Iterable[Any]) -> None:
-            for name, seen in collections.Counter(map(output.bin_of, values)).items():
+        def count(predictions: Sequence[Any]) -> None:
+            if len(predictions) == 1:  # the usual request, on its path: a third of the cost
+                children[bin_of(value_of(predictions[0]))].inc()
+                return
+            for name, seen in collections.Counter(bin_of(value_of(p)) for p in predictions).items():
                 children[name].inc(seen)
 
         return count
