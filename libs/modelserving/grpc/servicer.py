@@ -31,6 +31,7 @@ from modelserving.runtime.dataplane import DataPlane
 from modelserving.runtime.logs import ACCESS_LOGGER, request_id, valid_request_id
 from modelserving.runtime.metrics import Metrics
 from modelserving.runtime.tokens import BearerTokens
+from modelserving.runtime.tracing import Tracing
 
 SERVICE = "inference.GRPCInferenceService"
 # Each protocol error's status code, and each refusal's.
@@ -107,6 +108,7 @@ def rpc_handler(
     metrics: Metrics,
     auth: BearerTokens | None,
     plane: DataPlane | None = None,
+    tracing: Tracing | None = None,
 ) -> Any:
     """A unary method handler for `handler`: admission (with `plane`, for an inference), auth,
     request id, deadline, parsing, status codes, metrics and the access line around it."""
@@ -125,6 +127,8 @@ def rpc_handler(
         metadata = dict(context.invocation_metadata() or ())
         rid = valid_request_id(metadata.get("x-request-id", ""))
         token = request_id.set(rid)
+        if tracing is not None:
+            tracing.tag_request()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         ticket = None

@@ -11,7 +11,9 @@ restarts it) and everyone waiting gets 503 at once. It calls the model itself, a
 each call in its `Metrics`. The transports (`modelserving.rest`: the typed route, the
 protocol's routes, health and probes, metrics; `modelserving.grpc`) are thin layers over
 it, each speaking its own API's terms. With SHADOW_URL set, its `shadow` mirrors a sample of the
-typed route's answered requests to a candidate version (`shadow.Shadow`).
+typed route's answered requests to a candidate version (`shadow.Shadow`). With an OTLP endpoint
+set (OTEL_*), its `tracing` adds each request's queue wait, batch and model call to its trace
+(`tracing.Tracing`).
 """
 
 import asyncio
@@ -31,6 +33,7 @@ from modelserving.runtime.batching import InferenceQueue
 from modelserving.runtime.metrics import AdmissionMetrics, Metrics
 from modelserving.runtime.process import freeze_survivors
 from modelserving.runtime.shadow import Shadow
+from modelserving.runtime.tracing import Tracing
 from modelserving.service import ModelService, prediction_list_field
 from modelserving.settings import Settings
 
@@ -84,6 +87,7 @@ class DataPlane:
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
+        self.tracing = Tracing.from_settings(service.name, settings)
         self._queue = InferenceQueue(
             self._predict,
             field,
@@ -94,6 +98,7 @@ class DataPlane:
             name=f"{service.name}-inference",
             on_taken=self._taken,
             on_dropped=self._dropped,
+            tracing=self.tracing,
         )
 
     @property
@@ -131,6 +136,8 @@ class DataPlane:
         freeze_survivors()
         if self.shadow is not None:
             self.shadow.start(loaded.card.version)
+        if self.tracing is not None:
+            self.tracing.version = loaded.card.version
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
         self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
@@ -147,6 +154,8 @@ class DataPlane:
             await asyncio.to_thread(self.shadow.stop, min(timeout, self.settings.shadow_timeout_seconds))
             timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         for task in (self._watchdog, self._lag_probe):
             if task is not None:
                 task.cancel()
