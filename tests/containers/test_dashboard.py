@@ -21,6 +21,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
+import tritonclient.grpc as triton  # type: ignore[import]  # no type information shipped
+from clients.tensors import inputs_for
 from containers.engine import built_image, docker_client
 from containers.harness import SERVICES, TOKEN, run_image
 from observability import traffic
@@ -34,6 +36,8 @@ from observability.prometheus import (
     running_prometheus,
     scraped_since,
 )
+
+from modelserving.dev.testing import example_rows
 
 NAME = "titanic"
 NAMESPACE = "modelserving-test"
@@ -57,6 +61,24 @@ class LoadedPrometheus:
     ended: float
 
 
+def grpc_calls(address: str, calls: int) -> collections.Counter[str]:
+    """`calls` ModelInfer calls with titanic's examples, then as many naming an input the model
+    does not have: status codes counted."""
+    client = triton.InferenceServerClient(address)
+    codes: collections.Counter[str] = collections.Counter()
+    try:
+        for inputs in (inputs_for(triton, example_rows(SERVICES[NAME])), inputs_for(triton, [{"no_such_input": 1.0}])):
+            for _ in range(calls):
+                try:
+                    client.infer(NAME, inputs, headers={"authorization": f"Bearer {TOKEN}"})
+                    codes["OK"] += 1
+                except triton.InferenceServerException as error:
+                    codes[str(error.status())] += 1
+    finally:
+        client.close()
+    return codes
+
+
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedPrometheus]:
     docker, image = docker_client(), built_image(NAME)
@@ -78,7 +100,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedProme
         refused: collections.Counter[int] = collections.Counter()
         for round_number in range(ROUNDS):
             statuses += traffic.rest(service, primary, REQUESTS, TOKEN)
-            codes += traffic.grpc(service, primary_grpc, REQUESTS, TOKEN)
+            codes += grpc_calls(primary_grpc, REQUESTS)
             if round_number % 3 == 1:
                 refused += traffic.burst(service, primary, BURST_SIZE, token=TOKEN)
             time.sleep(SCRAPE_SECONDS)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "components" / "environment" / "dashboard.json"
+# Relative to the repo: where tests run (in their sandbox) and `./pants run` runs.
+DASHBOARD = Path("k8s/components/environment/dashboard.json")
 CONFIG_MAP = "modelserving-dashboard"  # its ConfigMap, and the key Grafana's sidecar writes it to
 KEY = "modelserving.json"
 DISCOVERY_LABEL = ("grafana_dashboard", "1")

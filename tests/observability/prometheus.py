@@ -23,7 +23,7 @@ import yaml
 from modelserving.dev.testing import free_port
 
 PROMETHEUS = Path("/usr/bin/prometheus")
-RULES = Path(__file__).resolve().parents[2] / "k8s" / "components" / "environment" / "alerts.rules.yaml"
+RULES = Path("k8s/components/environment/alerts.rules.yaml")  # relative to the repo, as DASHBOARD
 SCRAPE_SECONDS = 1
 
 
@@ -55,7 +55,7 @@ def running_prometheus(directory: Path, targets: Sequence[Target], rules: Sequen
         raise FileNotFoundError(f"{PROMETHEUS}: Debian's prometheus package (./pants test installs it)")
     config = {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
-        "rule_files": [str(rule) for rule in rules],
+        "rule_files": [str(rule.resolve()) for rule in rules],  # else relative to the config file
         "scrape_configs": [
             {
                 "job_name": "modelserving",

@@ -1,7 +1,8 @@
-"""Traffic that gives every panel of the dashboard something to draw: predictions over REST and
-gRPC, requests the service refuses as invalid (422, gRPC INVALID_ARGUMENT), and bursts of large
-concurrent requests that a worker held to a few requests at once (MAX_CONCURRENT_REQUESTS)
-refuses for overload (503).
+"""REST traffic that gives the dashboard's panels something to draw: predictions, requests the
+service refuses as invalid (422), and bursts of large concurrent requests that a worker held to a
+few requests at once (MAX_CONCURRENT_REQUESTS) refuses for overload (503). (Over gRPC, the test
+calls with tritonclient and the screenshot script with the benchmark's messages: the two compile
+the same protocol's messages, which cannot both be loaded in one process.)
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import tritonclient.grpc as triton  # type: ignore[import]  # no type information shipped
-from clients.tensors import inputs_for
-
 from modelserving import ModelService
-from modelserving.dev.testing import example_rows
 
 
 def post(url: str, body: Any, token: str | None = None) -> int:
@@ -40,26 +37,6 @@ def rest(service: ModelService[Any, Any], url: str, requests: int, token: str | 
     statuses = collections.Counter(post(url + service.predict_path, rows, token) for _ in range(requests))
     statuses.update(post(url + service.predict_path, ["not a row"], token) for _ in range(requests))
     return statuses
-
-
-def grpc(service: ModelService[Any, Any], address: str, calls: int, token: str | None = None) -> collections.Counter[str]:
-    """`calls` ModelInfer calls with the service's examples, then as many naming an input the
-    model does not have: status codes counted."""
-    rows = example_rows(service)
-    client = triton.InferenceServerClient(address)
-    headers = {"authorization": f"Bearer {token}"} if token else None
-    codes: collections.Counter[str] = collections.Counter()
-    try:
-        for inputs in (inputs_for(triton, rows), inputs_for(triton, [{"no_such_input": 1.0}])):
-            for _ in range(calls):
-                try:
-                    client.infer(service.name, inputs, headers=headers)
-                    codes["OK"] += 1
-                except triton.InferenceServerException as error:
-                    codes[str(error.status())] += 1
-    finally:
-        client.close()
-    return codes
 
 
 def burst(
