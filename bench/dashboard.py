@@ -27,17 +27,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from contextlib import ExitStack, contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
-from benchmark import GRPC_1, MODEL_INFER, SCENARIOS, TITANIC_1, h2load, pinned, running, wrk
+from bench_report import GRPC_1, TITANIC_1
+from benchmark import MODEL_INFER, SCENARIOS, h2load, pinned, running, wrk
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 from observability import traffic
 from observability.dashboard import RATE_INTERVAL, dashboard, panels, queries
 from observability.prometheus import SCRAPE_SECONDS, Target, pod_labels, running_prometheus, scraped_since
 from playwright.sync_api import sync_playwright
+
 from titanic.main import SERVICE
 
 NAMESPACE = "modelserving-bench"
@@ -118,7 +120,7 @@ graphs.forEach(([title, expr]) => {
 def screenshot(prometheus: str, drawn: list[tuple[str, str]], start: float, end: float, output: Path) -> None:
     """Prometheus's classic graph page (Debian's build has no other) with the panels over [start, end]."""
     seconds = f"{round(end - start)}s"
-    end_input = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    end_input = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
@@ -141,20 +143,22 @@ INVALID_CALL = pb.ModelInferRequest(
     model_name="titanic",
     inputs=[
         pb.ModelInferRequest.InferInputTensor(
-            name="no_such_input", datatype="FP64", shape=[1], contents=pb.InferTensorContents(fp64_contents=[1.0])
+            name="no_such_input",
+            datatype="FP64",
+            shape=[1],
+            contents=pb.InferTensorContents(fp64_contents=[1.0]),
         )
     ],
 ).SerializeToString()
 
 
 def invalid_grpc_calls(address: str, calls: int) -> None:
+    """`calls` invalid ModelInfer calls; their INVALID_ARGUMENT is what they are for."""
     with grpc.insecure_channel(address) as channel:
         infer = channel.unary_unary(MODEL_INFER)
         for _ in range(calls):
-            try:
+            with suppress(grpc.RpcError):
                 infer(INVALID_CALL, timeout=10)
-            except grpc.RpcError:
-                pass  # INVALID_ARGUMENT, as intended: the server counts it
 
 
 @contextmanager
@@ -178,7 +182,9 @@ def trickling_errors(url: str, grpc_address: str) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=25, help="seconds of each benchmark scenario")
     parser.add_argument("--output", type=Path, default=Path("docs/dashboard.png"))
     parser.add_argument("--no-package", action="store_true", help="use titanic's PEX already in dist/")
@@ -192,8 +198,12 @@ def main(argv: list[str] | None = None) -> None:
         candidate = stack.enter_context(running(PEX, 1, True, scratch, CANDIDATE))
         primary = stack.enter_context(running(PEX, 1, True, scratch, {**PRIMARY, "SHADOW_URL": candidate[0]}))
         targets = [
-            Target(primary[0].removeprefix("http://"), pod_labels("titanic", NAMESPACE, "titanic-model-stable")),
-            Target(candidate[0].removeprefix("http://"), pod_labels("titanic", NAMESPACE, "titanic-model-canary")),
+            Target(
+                primary[0].removeprefix("http://"), pod_labels("titanic", NAMESPACE, "titanic-model-stable")
+            ),
+            Target(
+                candidate[0].removeprefix("http://"), pod_labels("titanic", NAMESPACE, "titanic-model-canary")
+            ),
         ]
         (scratch / "prometheus").mkdir()
         prometheus = stack.enter_context(running_prometheus(scratch / "prometheus", targets))

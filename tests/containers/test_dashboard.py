@@ -67,7 +67,10 @@ def grpc_calls(address: str, calls: int) -> collections.Counter[str]:
     client = triton.InferenceServerClient(address)
     codes: collections.Counter[str] = collections.Counter()
     try:
-        for inputs in (inputs_for(triton, example_rows(SERVICES[NAME])), inputs_for(triton, [{"no_such_input": 1.0}])):
+        for inputs in (
+            inputs_for(triton, example_rows(SERVICES[NAME])),
+            inputs_for(triton, [{"no_such_input": 1.0}]),
+        ):
             for _ in range(calls):
                 try:
                     client.infer(NAME, inputs, headers={"authorization": f"Bearer {TOKEN}"})
@@ -114,7 +117,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedProme
         yield LoadedPrometheus(url, started, time.time())
 
 
-@pytest.mark.parametrize("query", queries(), ids=lambda query: query.name)
+@pytest.mark.parametrize("query", queries(), ids=[query.name for query in queries()])
 def test_the_panels_query_draws_something(prometheus: LoadedPrometheus, query: Query) -> None:
     series = query_range(prometheus.url, query.with_values(VALUES), prometheus.started, prometheus.ended)
     points = finite_points(series)

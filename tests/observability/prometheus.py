@@ -48,7 +48,9 @@ def pod_labels(service: str, namespace: str, pod: str, **more: str) -> dict[str,
 
 
 @contextmanager
-def running_prometheus(directory: Path, targets: Sequence[Target], rules: Sequence[Path] = (RULES,)) -> Iterator[str]:
+def running_prometheus(
+    directory: Path, targets: Sequence[Target], rules: Sequence[Path] = (RULES,)
+) -> Iterator[str]:
     """Prometheus scraping `targets` every second and evaluating `rules` as often, its data
     and log in `directory`: its URL, once it is ready."""
     if not PROMETHEUS.exists():
@@ -82,7 +84,9 @@ def running_prometheus(directory: Path, targets: Sequence[Target], rules: Sequen
             deadline = time.monotonic() + 30
             while not _ready(url):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"prometheus did not start:\n{(directory / 'prometheus.log').read_text()}")
+                    raise RuntimeError(
+                        f"prometheus did not start:\n{(directory / 'prometheus.log').read_text()}"
+                    )
                 time.sleep(0.2)
             yield url
         finally:
@@ -112,9 +116,13 @@ def api(url: str, path: str, **parameters: Any) -> Any:
     return answer["data"]
 
 
-def query_range(url: str, expr: str, start: float, end: float, step: float = SCRAPE_SECONDS) -> list[dict[str, Any]]:
+def query_range(
+    url: str, expr: str, start: float, end: float, step: float = SCRAPE_SECONDS
+) -> list[dict[str, Any]]:
     """Every series `expr` gives over [start, end], as a panel asks for it (`/api/v1/query_range`)."""
-    result: list[dict[str, Any]] = api(url, "/api/v1/query_range", query=expr, start=start, end=end, step=step)["result"]
+    result: list[dict[str, Any]] = api(
+        url, "/api/v1/query_range", query=expr, start=start, end=end, step=step
+    )["result"]
     return result
 
 

@@ -30,7 +30,9 @@ def post(url: str, body: Any, token: str | None = None) -> int:
         return error.code
 
 
-def rest(service: ModelService[Any, Any], url: str, requests: int, token: str | None = None) -> collections.Counter[int]:
+def rest(
+    service: ModelService[Any, Any], url: str, requests: int, token: str | None = None
+) -> collections.Counter[int]:
     """`requests` predictions of the service's examples on its typed route, then as many invalid
     bodies (a row that is not an object): statuses counted."""
     rows = [example.model_dump(mode="json") for example in service.examples]
