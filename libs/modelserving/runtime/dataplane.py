@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from modelserving.formats.artifacts import LoadedModel, load_model
 from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
 from modelserving.runtime.batching import InferenceQueue
+from modelserving.runtime.drift import InputDrift, check_reference
 from modelserving.runtime.metrics import AdmissionMetrics, Metrics
 from modelserving.runtime.process import freeze_survivors
 from modelserving.runtime.shadow import Shadow
@@ -82,6 +83,8 @@ class DataPlane:
         field, _ = prediction_list_field(service.response_type)
         self._predictions_field = field
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
+        # The model card's reference distribution: live inputs counted against it (runtime/drift.py).
+        self.drift: InputDrift | None = None
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
         self._queue = InferenceQueue(
@@ -118,6 +121,7 @@ class DataPlane:
         )
         if service.health_keys is not None:  # a card it cannot report stops start-up here
             service.health_keys.values(self.settings, loaded.card)
+        self.drift = self._input_drift(loaded)
         self.metrics.model_load_seconds.labels(service.name, loaded.card.version).set(
             time.perf_counter() - started
         )
@@ -131,6 +135,8 @@ class DataPlane:
         freeze_survivors()
         if self.shadow is not None:
             self.shadow.start(loaded.card.version)
+        if self.drift is not None:
+            self.drift.start()
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
         self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
@@ -147,6 +153,8 @@ class DataPlane:
             await asyncio.to_thread(self.shadow.stop, min(timeout, self.settings.shadow_timeout_seconds))
             timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
+        if self.drift is not None:
+            await asyncio.to_thread(self.drift.stop, min(timeout, 1.0))
         for task in (self._watchdog, self._lag_probe):
             if task is not None:
                 task.cancel()
@@ -212,12 +220,30 @@ class DataPlane:
         if ticket is not None:
             if not self.live:
                 raise self.unavailable()
-            return await self._queue.submit(rows, ticket, alone=self.admission.in_flight <= 1)
-        own = self.admit()
-        try:
-            return await self._queue.submit(rows, own, alone=self.admission.in_flight <= 1)
-        finally:
-            self.release(own)
+            response = await self._queue.submit(rows, ticket, alone=self.admission.in_flight <= 1)
+        else:
+            own = self.admit()
+            try:
+                response = await self._queue.submit(rows, own, alone=self.admission.in_flight <= 1)
+            finally:
+                self.release(own)
+        if self.drift is not None:  # an append: the counting is the drift thread's
+            self.drift.offer(rows)
+        return response
+
+    def _input_drift(self, loaded: LoadedModel) -> InputDrift | None:
+        """Counting of live inputs against the card's reference; None (with a warning) for a card
+        written without one. ModelLoadError if it names a field the service's rows lack."""
+        card, service = loaded.card, self.service
+        if card.reference is None:
+            log.warning(
+                "the model card has no reference distribution: live inputs are not counted for "
+                "drift (retrain to add one)",
+                extra={"model": card.name, "version": card.version},
+            )
+            return None
+        check_reference(card, service.item_type)
+        return InputDrift(self.metrics, service.name, card.version, card.reference, service.output)
 
     @property
     def queued_rows(self) -> int:
