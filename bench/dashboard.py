@@ -2,7 +2,7 @@
 overlay ships, k8s/components/environment/dashboard.json), drawn by Prometheus's own graph page
 in Chromium, as the README's picture (docs/dashboard.png).
 
-    ./pants run bench:dashboard                 # about 3 minutes; rewrites docs/dashboard.png
+    ./pants run bench:dashboard                 # about 4 minutes; rewrites docs/dashboard.png
     ./pants run bench:dashboard -- --seconds 10 --output dist/dashboard.png   # a quick look
 
 Titanic's PEX runs twice, as in a canary's shadow step: a primary, which mirrors 5 % of its typed
@@ -10,7 +10,7 @@ requests to a candidate (SHADOW_URL, SHADOW_SAMPLE_RATE as staging and prod set 
 at most 32 inference requests at once. Debian's Prometheus scrapes both every second, with the
 labels a Kubernetes scrape gives the pods, and evaluates the project's rules. The benchmark's own
 Titanic scenarios drive the primary in turn, each for `--seconds` (wrk over REST, h2load over
-gRPC, the benchmark's pinning), the last of them past the primary's limit (batches of 1000 rows
+gRPC, the benchmark's pinning), the last of them past the primary's limit (batches of 100 rows
 on 64 connections), while invalid requests trickle in over both transports. Then each panel's
 queries, joined into one expression per panel, are drawn over the whole run on Prometheus's
 classic graph page (Debian's build has no other) in Debian's Chromium, driven by Playwright,
@@ -36,7 +36,7 @@ from bench_report import GRPC_1, TITANIC_1
 from benchmark import MODEL_INFER, SCENARIOS, h2load, pinned, running, wrk
 from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (compiled in the build)
 from observability import traffic
-from observability.dashboard import RATE_INTERVAL, dashboard, panels, queries
+from observability.dashboard import dashboard, panels, queries, values
 from observability.prometheus import SCRAPE_SECONDS, Target, pod_labels, running_prometheus, scraped_since
 from playwright.sync_api import sync_playwright
 
@@ -45,7 +45,7 @@ from titanic.main import SERVICE
 NAMESPACE = "modelserving-bench"
 PEX = Path("dist/services.titanic/serve.pex")
 CHROMIUM = "/usr/bin/chromium"
-VALUES = {"namespace": NAMESPACE, "service": "titanic", RATE_INTERVAL: f"{4 * SCRAPE_SECONDS}s"}
+VALUES = values(NAMESPACE, "titanic", SCRAPE_SECONDS)
 PRIMARY = {"SHADOW_SAMPLE_RATE": "0.05", "MAX_CONCURRENT_REQUESTS": "32", "ALLOW_UNAUTHENTICATED": "true"}
 CANDIDATE = {"ALLOW_UNAUTHENTICATED": "true"}
 # The benchmark's Titanic scenarios, by name, and the concurrency each runs at here.
@@ -131,7 +131,7 @@ def screenshot(prometheus: str, drawn: list[tuple[str, str]], start: float, end:
         page.wait_for_load_state("networkidle")
         page.evaluate(ADD_GRAPHS, [drawn, seconds, end_input, str(SCRAPE_SECONDS)])
         page.wait_for_load_state("networkidle")
-        page.wait_for_timeout(3000)
+        page.wait_for_timeout(3000)  # the graphs are drawn after their answers arrive
         output.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=output, full_page=True)
         browser.close()

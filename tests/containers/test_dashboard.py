@@ -5,11 +5,11 @@ Two containers of titanic's image run under the Pod's flags (`harness.run_image`
 candidate it shadows every typed request to (SHADOW_URL), as a canary's shadow step runs; the
 primary admits at most 4 inference requests at once, so that bursts get refused. Debian's
 Prometheus scrapes both every second, with the labels a Kubernetes scrape gives the pods, and
-evaluates the project's rules (k8s/components/environment/alerts.rules.yaml) every second. A short
-load follows: predictions and invalid requests over REST and gRPC, then bursts of 1000-row
-requests. Each panel's query, its variables given the values Grafana would give them, is then asked
-over the load's span as Grafana asks (`/api/v1/query_range`), and must draw something: at least
-one series with a number in it.
+evaluates the project's rules (k8s/components/environment/alerts.rules.yaml) every second. A
+short load follows, in rounds a second apart: predictions and invalid requests over REST and
+gRPC, and every third round a burst of 32 requests of 1000 rows at once. Each panel's query, its
+variables given the values Grafana would give them, is then asked over the load's span as Grafana
+asks (`/api/v1/query_range`), and must draw something: at least one series with a number in it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from clients.tensors import inputs_for
 from containers.engine import built_image, docker_client
 from containers.harness import SERVICES, TOKEN, run_image
 from observability import traffic
-from observability.dashboard import RATE_INTERVAL, Query, queries
+from observability.dashboard import Query, queries, values
 from observability.prometheus import (
     SCRAPE_SECONDS,
     Target,
@@ -41,12 +41,7 @@ from modelserving.dev.testing import example_rows
 
 NAME = "titanic"
 NAMESPACE = "modelserving-test"
-VALUES = {
-    "namespace": NAMESPACE,
-    "service": NAME,
-    # What Grafana makes of $__rate_interval at a 1 s scrape interval: four scrapes.
-    RATE_INTERVAL: f"{4 * SCRAPE_SECONDS}s",
-}
+VALUES = values(NAMESPACE, NAME, SCRAPE_SECONDS)
 # The load in rounds a scrape apart, so that every series is scraped before and while it grows
 # (a series is born with the first request that makes it, and a rate needs two scrapes of it).
 ROUNDS = 12

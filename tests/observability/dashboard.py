@@ -45,6 +45,12 @@ class Query:
         return f"{self.panel}: {self.legend}"
 
 
+def values(namespace: str, service: str, scrape_seconds: float) -> dict[str, str]:
+    """The dashboard's variables as Grafana fills them for `service` in `namespace`, scraped every
+    `scrape_seconds`: $__rate_interval is then four scrapes."""
+    return {"namespace": namespace, "service": service, RATE_INTERVAL: f"{4 * scrape_seconds:g}s"}
+
+
 def dashboard() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
     return loaded
