@@ -85,6 +85,7 @@ def test_overlay_renders_expected_objects(service: str, env: str) -> None:
     expected = [
         "ConfigMap",  # the service's settings
         "ConfigMap",  # the namespace's alerting rules (tests/k8s/test_alerts.py)
+        "ConfigMap",  # the namespace's Grafana dashboard (tests/k8s/test_dashboard.py)
         "Deployment",
         "Ingress",  # the REST API's way in: the environment's host, under /<service>
         "Ingress",  # the gRPC API's: a host of the service's own
