@@ -11,7 +11,9 @@ restarts it) and everyone waiting gets 503 at once. It calls the model itself, a
 each call in its `Metrics`. The transports (`modelserving.rest`: the typed route, the
 protocol's routes, health and probes, metrics; `modelserving.grpc`) are thin layers over
 it, each speaking its own API's terms. With SHADOW_URL set, its `shadow` mirrors a sample of the
-typed route's answered requests to a candidate version (`shadow.Shadow`).
+typed route's answered requests to a candidate version (`shadow.Shadow`). With PAYLOAD_LOG_URL
+or PAYLOAD_LOG_FILE set, its `payloads` logs a sample of every route's answered requests as
+CloudEvents (`payloads.PayloadLog`).
 """
 
 import asyncio
@@ -29,6 +31,7 @@ from modelserving.formats.artifacts import LoadedModel, load_model
 from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
 from modelserving.runtime.batching import InferenceQueue
 from modelserving.runtime.metrics import AdmissionMetrics, Metrics
+from modelserving.runtime.payloads import PayloadLog, Route
 from modelserving.runtime.process import freeze_survivors
 from modelserving.runtime.shadow import Shadow
 from modelserving.service import ModelService, prediction_list_field
@@ -84,6 +87,9 @@ class DataPlane:
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
+        # PAYLOAD_LOG_URL or _FILE: every route's answers, a sample logged as CloudEvents (runtime/payloads.py).
+        logging_payloads = settings.payload_log_url is not None or settings.payload_log_file is not None
+        self.payloads = PayloadLog(service, settings, self.metrics) if logging_payloads else None
         self._queue = InferenceQueue(
             self._predict,
             field,
@@ -131,6 +137,8 @@ class DataPlane:
         freeze_survivors()
         if self.shadow is not None:
             self.shadow.start(loaded.card.version)
+        if self.payloads is not None:
+            self.payloads.start(loaded.card.version)
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
         self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
@@ -142,9 +150,16 @@ class DataPlane:
         """Stop taking predictions; finish the queued ones within `timeout` seconds."""
         self.ready = False
         self.shutting_down = True
-        if self.shadow is not None:  # no more HTTP requests come: the server has drained them
+        # No more requests come (the servers have drained them): the shadow and the payload log
+        # finish, each within its own bound.
+        off_path: list[tuple[Callable[[float], None], float]] = []
+        if self.shadow is not None:
+            off_path.append((self.shadow.stop, self.settings.shadow_timeout_seconds))
+        if self.payloads is not None:
+            off_path.append((self.payloads.stop, self.settings.payload_log_timeout_seconds))
+        for stop, bound in off_path:
             started = time.monotonic()
-            await asyncio.to_thread(self.shadow.stop, min(timeout, self.settings.shadow_timeout_seconds))
+            await asyncio.to_thread(stop, min(timeout, bound))
             timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
         for task in (self._watchdog, self._lag_probe):
@@ -204,20 +219,27 @@ class DataPlane:
             if ticket.abandoned and not ticket.taken:  # wherever it was when its caller left
                 self._metrics.shed("cancelled")
 
-    async def predict(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+    async def predict(
+        self, rows: Sequence[Any], ticket: Ticket | None = None, route: Route | None = None
+    ) -> BaseModel:
         """The typed response for `rows`; NotReady before the model is loaded, `Refused` when the
-        worker cannot take it or its deadline passes. Without a `ticket`, admits it here."""
+        worker cannot take it or its deadline passes. Without a `ticket`, admits it here. `route`:
+        where the request came in (payload logging names it), None for the typed route."""
         if self.model is None:
             raise NotReady(f"model '{self.service.name}' is not loaded yet")
         if ticket is not None:
             if not self.live:
                 raise self.unavailable()
-            return await self._queue.submit(rows, ticket, alone=self.admission.in_flight <= 1)
-        own = self.admit()
-        try:
-            return await self._queue.submit(rows, own, alone=self.admission.in_flight <= 1)
-        finally:
-            self.release(own)
+            response = await self._queue.submit(rows, ticket, alone=self.admission.in_flight <= 1)
+        else:
+            own = self.admit()
+            try:
+                response = await self._queue.submit(rows, own, alone=self.admission.in_flight <= 1)
+            finally:
+                self.release(own)
+        if self.payloads is not None:
+            self.payloads.offer(rows, response, route)
+        return response
 
     @property
     def queued_rows(self) -> int:
