@@ -41,7 +41,6 @@ about at most once per LOG_SECONDS, never raised.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -270,8 +269,7 @@ class PayloadLog:
 
     def _hashed(self, value: Any) -> str:
         assert self._key is not None
-        digest = hmac.new(self._key, str(value).encode(), hashlib.sha256).hexdigest()
-        return f"{HASHED}:{digest}"
+        return f"{HASHED}:{hmac.digest(self._key, str(value).encode(), 'sha256').hex()}"
 
     def _write(self, item: Sampled) -> None:
         assert self._sink is not None
