@@ -17,4 +17,7 @@ def test_name_and_ticket_are_marked_personal() -> None:
 def test_the_openapi_document_shows_them_as_personal() -> None:
     with TestClient(create_app(SERVICE, Settings(allow_unauthenticated=True))) as client:
         properties = client.get("/openapi.json").json()["components"]["schemas"]["Passenger"]["properties"]
-    assert sorted(name for name, schema in properties.items() if schema.get("x-personal")) == ["Name", "Ticket"]
+    assert sorted(name for name, schema in properties.items() if schema.get("x-personal")) == [
+        "Name",
+        "Ticket",
+    ]

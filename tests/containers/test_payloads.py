@@ -79,7 +79,9 @@ def test_titanic_logs_every_protocols_predictions_to_a_mounted_file_with_name_an
         data = event.get_data()
         assert event.get_type() == "modelserving.inference.payload"
         assert event.get_source() == "/modelserving/titanic"
-        assert data["model_name"] == "titanic" and data["model_version"] == event.get_extension("modelversion")
+        assert data["model_name"] == "titanic" and data["model_version"] == event.get_extension(
+            "modelversion"
+        )
         assert data["rows"] == [logged_row(row) for row in rows]
         assert data["response"]["predictions"] == predictions
         assert data["personal"] == {"Name": "hmac-sha256", "Ticket": "hmac-sha256"}

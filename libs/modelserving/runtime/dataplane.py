@@ -87,7 +87,7 @@ class DataPlane:
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
-        # PAYLOAD_LOG_URL or _FILE: every route's answers, a sample logged as CloudEvents (runtime/payloads.py).
+        # PAYLOAD_LOG_URL or _FILE: a sample of every route's answers, as CloudEvents (runtime/payloads.py).
         logging_payloads = settings.payload_log_url is not None or settings.payload_log_file is not None
         self.payloads = PayloadLog(service, settings, self.metrics) if logging_payloads else None
         self._queue = InferenceQueue(

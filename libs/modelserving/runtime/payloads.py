@@ -108,7 +108,8 @@ class Sink(Protocol):
     def write(self, event: CloudEvent) -> None:
         """Write `event`, or raise SinkError."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        ...
 
 
 class HttpSink:
@@ -225,7 +226,9 @@ class PayloadLog:
         if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
             return
         if self._events.started:
-            self._events.put(Sampled(rows, response, request_id.get(), route or self.typed_route, time.time()))
+            self._events.put(
+                Sampled(rows, response, request_id.get(), route or self.typed_route, time.time())
+            )
 
     @property
     def queued(self) -> int:
@@ -289,4 +292,6 @@ class PayloadLog:
 
     def _crashed(self, item: Sampled, error: Exception) -> None:
         self._outcomes["failed"].inc()
-        log.error("payload log: writing an event failed", exc_info=error, extra={"request_id": item.request_id})
+        log.error(
+            "payload log: writing an event failed", exc_info=error, extra={"request_id": item.request_id}
+        )

@@ -128,7 +128,8 @@ def outcome(client: TestClient, what: str) -> float:
 
 def outcomes_total(client: TestClient) -> float:
     return sum(
-        outcome(client, what) for what in ("logged", "dropped", "timeout", "unreachable", "rejected", "failed")
+        outcome(client, what)
+        for what in ("logged", "dropped", "timeout", "unreachable", "rejected", "failed")
     )
 
 
@@ -214,11 +215,17 @@ def test_every_routes_answers_reach_the_endpoint_as_cloudevents_with_personal_fi
         "personal": {"name": "hmac-sha256"},
     }
     v2_data = events["v2-rest-1"].get_data()
-    assert (v2_data["protocol"], v2_data["route"]) == ("v2-rest", "/v2/models/{model_name}[/versions/{model_version}]/infer")
+    assert (v2_data["protocol"], v2_data["route"]) == (
+        "v2-rest",
+        "/v2/models/{model_name}[/versions/{model_version}]/infer",
+    )
     assert v2_data["rows"] == [{"x": 4.0, "name": None, "note": None}]
     assert v2_data["response"] == {"predictions": [{"value": 12.0}], "version": VERSION}
     grpc_data = events["grpc-1"].get_data()
-    assert (grpc_data["protocol"], grpc_data["route"]) == ("v2-grpc", "/inference.GRPCInferenceService/ModelInfer")
+    assert (grpc_data["protocol"], grpc_data["route"]) == (
+        "v2-grpc",
+        "/inference.GRPCInferenceService/ModelInfer",
+    )
     assert grpc_data["rows"] == [{"x": 5.0, "name": None, "note": None}]
     assert grpc_data["response"] == {"predictions": [{"value": 15.0}], "version": VERSION}
 
@@ -235,7 +242,9 @@ def test_without_a_key_personal_fields_are_left_out_of_the_file(
     with logging_client(personal, payload_log_file=path, payload_log_sample_rate=1.0) as client:
         for number in range(3):
             response = client.post(
-                "/scale", json=[{"x": number, "name": NAME, "note": f"n{number}"}], headers={"x-request-id": f"f-{number}"}
+                "/scale",
+                json=[{"x": number, "name": NAME, "note": f"n{number}"}],
+                headers={"x-request-id": f"f-{number}"},
             )
             assert response.status_code == 200
     # Shutdown drains the queue (within PAYLOAD_LOG_TIMEOUT_SECONDS): all three were written.
@@ -266,7 +275,9 @@ def test_the_sample_rate_is_honoured(toy_service: ModelService[Any, Any], tmp_pa
     with logging_client(toy_service, **settings) as client:
         for number in range(2000):
             assert client.post("/scale", json=[{"x": number % 7}]).status_code == 200
-        wait_for(lambda: plane(client).payloads is not None and plane(client).payloads.queued == 0)  # type: ignore[union-attr]
+        payloads = plane(client).payloads
+        assert payloads is not None
+        wait_for(lambda: payloads.queued == 0)
         wait_for(lambda: outcomes_total(client) == len(path.read_bytes().splitlines()))
         logged = outcome(client, "logged")
     assert 400 <= logged <= 600, logged
@@ -292,7 +303,8 @@ def test_a_hung_endpoint_fills_the_queue_and_the_rest_are_dropped_while_predicti
             response = client.post("/scale", json=[{"x": 2}])
             assert response.json()["predictions"] == [{"value": 6.0}]
         assert outcome(client, "dropped") == 18
-        assert plane(client).payloads.queued == 2  # type: ignore[union-attr]
+        payloads = plane(client).payloads
+        assert payloads is not None and payloads.queued == 2
     # Shutdown gives the queue PAYLOAD_LOG_TIMEOUT_SECONDS to drain, then drops what is left; the
     # event in hand then ends in its own timeout. Every sampled request has an outcome, and none
     # was logged (the endpoint never answered).
