@@ -70,7 +70,7 @@ def test_titanic_logs_every_protocols_predictions_to_a_mounted_file_with_name_an
             assert time.monotonic() < deadline, "the events were never written"
             time.sleep(0.05)
     text = events_file.read_text()
-    written = [JSONFormat().read(None, line) for line in text.splitlines()]
+    written: list[Any] = [JSONFormat().read(None, line) for line in text.splitlines()]
     events = {event.get_extension("protocol"): event for event in written}
     assert set(events) == {"rest", "v2-grpc"}
     rows = example_rows(SERVICES[NAME])

@@ -213,12 +213,14 @@ class PayloadLog:
             for outcome in PAYLOAD_OUTCOMES
         }
         settings = self.settings
+        sink: Sink
         if settings.payload_log_url is not None:
-            self._sink = HttpSink(settings.payload_log_url, settings.payload_log_timeout_seconds)
+            sink = HttpSink(settings.payload_log_url, settings.payload_log_timeout_seconds)
         else:
             assert settings.payload_log_file is not None
-            self._sink = FileSink(settings.payload_log_file)
-        self._events.start(self._write, self._crashed, finished=self._sink.close)
+            sink = FileSink(settings.payload_log_file)
+        self._sink = sink
+        self._events.start(self._write, self._crashed, finished=sink.close)
 
     def offer(self, rows: Sequence[BaseModel], response: BaseModel, route: Route | None) -> None:
         """On the request path, once `rows` are answered by `response`: log a sampled share,

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, SecretStr
 from modelserving import ModelService, Settings
 from modelserving.dev.testing import free_port, raised
 from modelserving.runtime.dataplane import DataPlane
+from modelserving.runtime.payloads import PayloadLog
 from modelserving.server.app import create_app
 from modelserving.server.serve import serve
 from modelserving.service import PERSONAL, personal_fields
@@ -277,7 +278,8 @@ def test_the_sample_rate_is_honoured(toy_service: ModelService[Any, Any], tmp_pa
             assert client.post("/scale", json=[{"x": number % 7}]).status_code == 200
         payloads = plane(client).payloads
         assert payloads is not None
-        wait_for(lambda: payloads.queued == 0)
+        started: PayloadLog = payloads
+        wait_for(lambda: started.queued == 0)
         wait_for(lambda: outcomes_total(client) == len(path.read_bytes().splitlines()))
         logged = outcome(client, "logged")
     assert 400 <= logged <= 600, logged
