@@ -105,11 +105,13 @@ class SinkError(Exception):
 
 
 class Sink(Protocol):
+    """Where events go (`HttpSink`, `FileSink`), used by the logger's thread alone."""
+
     def write(self, event: CloudEvent) -> None:
         """Write `event`, or raise SinkError."""
 
     def close(self) -> None:
-        ...
+        """Let go of the connection or the file, once the thread stops."""
 
 
 class HttpSink:
@@ -117,7 +119,7 @@ class HttpSink:
 
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
-        self._connection = Candidate(url, timeout)
+        self._connection = Candidate(url, timeout)  # the shadow's client: one socket, httptools
         self._path = "" if self._connection.prefix else "/"
 
     def write(self, event: CloudEvent) -> None:
