@@ -35,7 +35,10 @@ class Plane:
 def main() -> None:
     rows = list(SERVICE.examples[:1])
     response = SurvivalResponse.model_validate(
-        {"predictions": [{"passenger_id": 1, "survived": False, "score": 0.1}], "metadata": {"titanic_model_version": 1}}
+        {
+            "predictions": [{"passenger_id": 1, "survived": False, "score": 0.1}],
+            "metadata": {"titanic_model_version": 1},
+        }
     )
     events = Path(tempfile.mkdtemp(prefix="payloads-bench-")) / "events.jsonl"
     plane = Plane()
