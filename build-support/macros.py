@@ -87,13 +87,18 @@ def model_service(name, data=True, conftest=False, model_dependencies=(), test_t
     )
 
 
-# Python run (exec-form, no shell) in the image build after the venv install: removes
-# third-party test suites and type stubs, never imported when serving.
+# Python run (exec-form, no shell) in the image build after the venv install: removes what
+# serving never imports or reads: third-party test suites and type stubs; what builds extensions
+# against a wheel (C sources and headers, Cython sources, static libraries); NumPy's test-only
+# extension modules (its SIMD test module `_simd` among them, 1.4 MB) and f2py, its generator of
+# Fortran bindings. About 4 MB, which the OpenTelemetry SDK and the CloudEvents SDK (issue #28) need.
 _PRUNE_VENV = (
     "import pathlib, shutil; "
     "sp = next(pathlib.Path('/app/venv/lib').glob('python3*/site-packages')); "
     "[shutil.rmtree(d) for d in sorted(sp.glob('*/**/tests')) if d.is_dir()]; "
-    "[f.unlink() for f in sp.rglob('*.pyi')]"
+    "[shutil.rmtree(d) for d in sp.glob('numpy/f2py')]; "
+    "[f.unlink() for p in ('*.pyi', '*.c', '*.h', '*.pyx', '*.pxd', '*.pxi', '*.a') for f in sp.rglob(p)]; "
+    "[f.unlink() for p in ('_*_tests.*.so', '_simd.*.so') for f in sp.glob('numpy/_core/' + p)]"
 )
 
 

@@ -136,6 +136,38 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=60, description="Longest the mirror waits for the candidate's answer."
     )
 
+    # Traces (modelserving.runtime.tracing): OpenTelemetry's own variables, which its SDK reads
+    # too; checked here so that a bad one stops start-up in one line. Off without an endpoint.
+    otel_sdk_disabled: bool = Field(default=False, description="true: no traces, whatever else is set.")
+    otel_traces_exporter: Literal["otlp", "none"] = Field(
+        default="otlp", description="none: no traces. Spans leave over OTLP/HTTP (protobuf)."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="Base URL of an OTLP/HTTP collector (http://otel-collector:4318); spans go to "
+        "<it>/v1/traces. Unset, with no OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: no traces.",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, description="Full URL spans are posted to; overrides OTEL_EXPORTER_OTLP_ENDPOINT."
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf", description="The one OTLP transport installed."
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(
+        default="parentbased_always_on",
+        description="Which traces are kept: parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01 "
+        "keeps 1 % of new traces, and those a caller's traceparent marks sampled.",
+    )
+    otel_traces_sampler_arg: float | None = Field(
+        default=None, ge=0, le=1, description="The ratio of the *traceidratio samplers."
     # Payload logging (#28): a sample of answered predictions written as CloudEvents (runtime/payloads.py).
     payload_log_url: str | None = Field(
         default=None,
@@ -174,9 +206,11 @@ class Settings(BaseSettings):
             raise ValueError(f"GRPC_PORT must differ from PORT ({value})")
         return value
 
-    @field_validator("shadow_url", "payload_log_url")
+    @field_validator(
+        "shadow_url", "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "payload_log_url"
+    )
     @classmethod
-    def _http_base_url(cls, value: str | None) -> str | None:
+    def _base_url(cls, value: str | None) -> str | None:
         if value is not None and not _is_base_url(value):
             raise ValueError("must be http(s)://host[:port][/path], without credentials, query or fragment")
         return None if value is None else value.rstrip("/")

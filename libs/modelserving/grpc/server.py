@@ -34,6 +34,7 @@ class GrpcServer:
     def __init__(self, plane: DataPlane, settings: Settings, tokens: tuple[bytes, ...]) -> None:
         assert settings.grpc_port is not None, "only made when GRPC_PORT is set"
         self.settings = settings
+        self.tracing = plane.tracing
         auth = BearerTokens(tokens) if tokens else None
         servicer = InferenceServicer(ProtocolModel(plane))
         self.handlers = {
@@ -44,6 +45,7 @@ class GrpcServer:
                 plane.metrics,
                 auth if protected else None,
                 plane if "ticket" in inspect.signature(handler).parameters else None,
+                plane.tracing,
             )
             for method, (request_type, handler, protected) in servicer.methods().items()
         }
@@ -61,12 +63,27 @@ class GrpcServer:
         self.health = HealthService(MAX_HEALTH_WATCHES)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server = grpc.aio.server(
-            options=server_options(self.settings), maximum_concurrent_rpcs=self.settings.max_connections
+            options=server_options(self.settings),
+            maximum_concurrent_rpcs=self.settings.max_connections,
+            interceptors=self._interceptors(),
         )
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self.handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.server.add_insecure_port(self.address)
         await self.server.start()
+
+    def _interceptors(self) -> list[Any]:
+        """OpenTelemetry's gRPC instrumentation, with tracing on: each call a server span, under
+        the `traceparent` in its metadata."""
+        if self.tracing is None:
+            return []
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+        untraced = filters.negate(filters.health_check())  # probes
+        interceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+            tracer_provider=self.tracing.provider, filter_=untraced
+        )
+        return [interceptor]
 
     async def serving(self) -> None:
         self._serving = True

@@ -32,6 +32,7 @@ from modelserving.runtime.logs import ACCESS_LOGGER, request_id, valid_request_i
 from modelserving.runtime.metrics import Metrics
 from modelserving.runtime.payloads import V2_GRPC
 from modelserving.runtime.tokens import BearerTokens
+from modelserving.runtime.tracing import Tracing
 
 SERVICE = "inference.GRPCInferenceService"
 # Each protocol error's status code, and each refusal's.
@@ -108,6 +109,7 @@ def rpc_handler(
     metrics: Metrics,
     auth: BearerTokens | None,
     plane: DataPlane | None = None,
+    tracing: Tracing | None = None,
 ) -> Any:
     """A unary method handler for `handler`: admission (with `plane`, for an inference), auth,
     request id, deadline, parsing, status codes, metrics and the access line around it."""
@@ -126,6 +128,8 @@ def rpc_handler(
         metadata = dict(context.invocation_metadata() or ())
         rid = valid_request_id(metadata.get("x-request-id", ""))
         token = request_id.set(rid)
+        if tracing is not None:
+            tracing.tag_request()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         ticket = None

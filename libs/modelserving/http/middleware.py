@@ -20,6 +20,7 @@ from modelserving.http.errors import error_response
 from modelserving.http.scope import ON_COMPLETE, TICKET
 from modelserving.runtime.logs import ACCESS_LOGGER, request_id, valid_request_id
 from modelserving.runtime.metrics import Metrics
+from modelserving.runtime.tracing import Tracing
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -45,9 +46,15 @@ class RequestContextMiddleware:
     """Tags each request with an X-Request-ID, logs it as JSON, and bounds its body's size and time."""
 
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout_seconds: float
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        body_timeout_seconds: float,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
+        self.tracing = tracing  # the request id goes on the request's span
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout_seconds = body_timeout_seconds
@@ -59,6 +66,8 @@ class RequestContextMiddleware:
         headers = dict(scope["headers"])
         rid = valid_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
         token = request_id.set(rid)
+        if self.tracing:
+            self.tracing.tag_request()
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         status = 500

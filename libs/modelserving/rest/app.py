@@ -29,6 +29,7 @@ from modelserving.runtime.dataplane import DataPlane, NotReady
 from modelserving.runtime.logs import request_id
 from modelserving.runtime.metrics import Metrics
 from modelserving.runtime.shadow import SHADOW_HEADER
+from modelserving.runtime.tracing import Tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
@@ -55,7 +56,10 @@ def rest_app(plane: DataPlane, tokens: tuple[bytes, ...], lifespan: Lifespan) ->
         metrics=plane.metrics,
         max_body_bytes=config.max_body_bytes,
         body_timeout_seconds=config.body_timeout_seconds,
+        tracing=plane.tracing,
     )
+    if plane.tracing is not None:
+        instrument(app, plane.tracing)
     auth = BearerAuth(tokens) if tokens else None
     protect = [auth.dependency()] if auth else []
 
@@ -67,6 +71,24 @@ def rest_app(plane: DataPlane, tokens: tuple[bytes, ...], lifespan: Lifespan) ->
     add_health_routes(app.router, plane)
     add_metrics_routes(app.router, plane.metrics, protect if config.metrics_require_token else [])
     return app
+
+
+# Probes, health checks and scrapes: a trace of each would bury the requests worth tracing.
+UNTRACED_PATHS = ("/livez", "/readyz", "/health_check", "/metrics", "/v2/health/")
+
+
+def instrument(app: FastAPI, tracing: Tracing) -> None:
+    """OpenTelemetry's FastAPI instrumentation: each request a server span, under its `traceparent`."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracing.provider,
+        meter_provider=NoOpMeterProvider(),  # the service's metrics are Prometheus' (runtime/metrics.py)
+        excluded_urls=",".join(UNTRACED_PATHS),
+        exclude_spans=["receive", "send"],  # a span per ASGI message: noise, at a cost per request
+    )
 
 
 def add_typed_routes(router: APIRouter, plane: DataPlane, auth: BearerAuth | None) -> TypeAdapter[list[Any]]:

@@ -52,6 +52,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelserving.runtime.admission import DeadlineExceeded, Refused, Ticket
+from modelserving.runtime.tracing import RequestTrace, Tracing
 
 log = logging.getLogger("modelserving")
 INLINE_BUDGET_SECONDS = 0.002  # ~20 times the hand-off an inline call saves
@@ -70,6 +71,7 @@ class _Pending:
     future: asyncio.Future[BaseModel]
     loop: asyncio.AbstractEventLoop
     ticket: Ticket
+    trace: RequestTrace | None = None  # with tracing on (runtime/tracing.py)
 
 
 def _ignore(ticket: Ticket, taken_at: float) -> None:
@@ -81,6 +83,7 @@ class InferenceQueue:
 
     `on_taken(ticket, at)` hears when the model took each request, or dropped it at its deadline
     (admission control's measure); `on_dropped(reason)` hears of each request dropped unpredicted.
+    With `tracing`, each request's wait and each batch and model call are spans of its trace.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class InferenceQueue:
         name: str = "inference",
         on_taken: Callable[[Ticket, float], None] = _ignore,
         on_dropped: Callable[[str], None] = lambda reason: None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._predict_rows = predict_rows
         self._field = predictions_field
@@ -107,6 +111,7 @@ class InferenceQueue:
         self._inline_strikes = 0  # calls in a row on the event loop over `inline_budget`
         self._on_taken = on_taken
         self._on_dropped = on_dropped
+        self._tracing = tracing
         self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
         self._this_turn: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
@@ -155,7 +160,7 @@ class InferenceQueue:
         if this_turn is None:
             this_turn = self._this_turn[loop] = []
             loop.call_soon(self._enqueue, loop)
-        pending = _Pending(rows, future, loop, ticket)
+        pending = _Pending(rows, future, loop, ticket, self._tracing.queued() if self._tracing else None)
         this_turn.append(pending)
         try:
             return await future
@@ -177,7 +182,13 @@ class InferenceQueue:
         started = time.monotonic()
         try:
             _tell(self._on_taken, ticket, started)
-            outcome = self._call(list(rows))
+            if self._tracing:
+                request = self._tracing.queued()
+                Tracing.taken(request)  # it waited for nothing: its queue span says so
+                with self._tracing.batch([request], len(rows)) as span:
+                    outcome = self._call(list(rows), span)
+            else:
+                outcome = self._call(list(rows))
         finally:
             self._calling.release()
         took = time.monotonic() - started
@@ -199,6 +210,7 @@ class InferenceQueue:
         this_turn = self._this_turn.pop(loop)
         with self._changed:
             if self._finished:  # stopped during this turn: nothing will take them
+                self._end_waits(this_turn)
                 _set_outcomes(
                     [(pending, RuntimeError("the inference queue is stopped")) for pending in this_turn]
                 )
@@ -213,6 +225,7 @@ class InferenceQueue:
             waiting = list(self._pending)
             self._pending.clear()
             self._pending_rows = 0
+        self._end_waits(waiting)
         self._settle(waiting, [error] * len(waiting))
         return len(waiting)
 
@@ -277,6 +290,8 @@ class InferenceQueue:
             total += size
         for pending in batch:
             _tell(self._on_taken, pending.ticket, now)
+        self._end_waits(batch)
+        self._end_waits([pending for pending, _ in dropped])
         for pending, refusal in dropped:
             if refusal.reason == "deadline":
                 _tell(self._on_taken, pending.ticket, now)
@@ -284,9 +299,23 @@ class InferenceQueue:
         self._settle([pending for pending, _ in dropped], [refusal for _, refusal in dropped])
         return batch
 
+    def _end_waits(self, requests: Sequence[_Pending]) -> None:
+        """End the `queue` spans of requests that leave the queue."""
+        if self._tracing:
+            for pending in requests:
+                Tracing.taken(pending.trace)
+
     def _run(self, batch: list[_Pending]) -> None:
+        if self._tracing:
+            rows = sum(len(pending.rows) for pending in batch)
+            with self._tracing.batch([pending.trace for pending in batch], rows) as span:
+                self._run_batch(batch, span)
+        else:
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Pending], span: Any = None) -> None:
         rows = [row for pending in batch for row in pending.rows]
-        outcome = self._call(rows)
+        outcome = self._call(rows, span)
         if isinstance(outcome, Exception):
             if len(batch) > 1:
                 log.warning(
@@ -295,7 +324,7 @@ class InferenceQueue:
                     outcome.__class__.__name__,
                 )
                 for pending in batch:
-                    self._settle([pending], [self._call(list(pending.rows))])
+                    self._settle([pending], [self._call(list(pending.rows), span)])
                 return
             self._settle(batch, [outcome])
             return
@@ -312,11 +341,17 @@ class InferenceQueue:
             ],
         )
 
-    def _call(self, rows: list[Any]) -> Outcome:
-        """The model's response for `rows`, or what went wrong; never raises."""
+    def _call(self, rows: list[Any], batch_span: Any = None) -> Outcome:
+        """The model's response for `rows`, or what went wrong; never raises. A traced batch's
+        call is a span in it."""
         self._busy_since = time.monotonic()
         try:
-            response = self._predict_rows(rows)
+            if batch_span is None:
+                response = self._predict_rows(rows)
+            else:
+                assert self._tracing is not None, "a batch span comes from tracing"
+                with self._tracing.model_call(batch_span, len(rows)):
+                    response = self._predict_rows(rows)
             count = len(getattr(response, self._field))
         except Exception as error:
             return error

@@ -11,9 +11,10 @@ restarts it) and everyone waiting gets 503 at once. It calls the model itself, a
 each call in its `Metrics`. The transports (`modelserving.rest`: the typed route, the
 protocol's routes, health and probes, metrics; `modelserving.grpc`) are thin layers over
 it, each speaking its own API's terms. With SHADOW_URL set, its `shadow` mirrors a sample of the
-typed route's answered requests to a candidate version (`shadow.Shadow`). With PAYLOAD_LOG_URL
-or PAYLOAD_LOG_FILE set, its `payloads` logs a sample of every route's answered requests as
-CloudEvents (`payloads.PayloadLog`).
+typed route's answered requests to a candidate version (`shadow.Shadow`). With an OTLP endpoint
+set (OTEL_*), its `tracing` adds each request's queue wait, batch and model call to its trace
+(`tracing.Tracing`). With PAYLOAD_LOG_URL or PAYLOAD_LOG_FILE set, its `payloads` logs a sample
+of every route's answered requests as CloudEvents (`payloads.PayloadLog`).
 """
 
 import asyncio
@@ -34,6 +35,7 @@ from modelserving.runtime.metrics import AdmissionMetrics, Metrics
 from modelserving.runtime.payloads import PayloadLog, Route
 from modelserving.runtime.process import freeze_survivors
 from modelserving.runtime.shadow import Shadow
+from modelserving.runtime.tracing import Tracing
 from modelserving.service import ModelService, prediction_list_field
 from modelserving.settings import Settings
 
@@ -87,6 +89,7 @@ class DataPlane:
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
+        self.tracing = Tracing.from_settings(service.name, settings)
         # PAYLOAD_LOG_URL or _FILE: a sample of every route's answers, as CloudEvents (runtime/payloads.py).
         logging_payloads = settings.payload_log_url is not None or settings.payload_log_file is not None
         self.payloads = PayloadLog(service, settings, self.metrics) if logging_payloads else None
@@ -100,6 +103,7 @@ class DataPlane:
             name=f"{service.name}-inference",
             on_taken=self._taken,
             on_dropped=self._dropped,
+            tracing=self.tracing,
         )
 
     @property
@@ -137,6 +141,8 @@ class DataPlane:
         freeze_survivors()
         if self.shadow is not None:
             self.shadow.start(loaded.card.version)
+        if self.tracing is not None:
+            self.tracing.version = loaded.card.version
         if self.payloads is not None:
             self.payloads.start(loaded.card.version)
         self._queue.start()
@@ -162,6 +168,8 @@ class DataPlane:
             await asyncio.to_thread(stop, min(timeout, bound))
             timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         for task in (self._watchdog, self._lag_probe):
             if task is not None:
                 task.cancel()
