@@ -168,6 +168,8 @@ class Settings(BaseSettings):
     )
     otel_traces_sampler_arg: float | None = Field(
         default=None, ge=0, le=1, description="The ratio of the *traceidratio samplers."
+    )
+
     # Payload logging (#28): a sample of answered predictions written as CloudEvents (runtime/payloads.py).
     payload_log_url: str | None = Field(
         default=None,
