@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +32,7 @@ from inference_grpc import grpc_predict_v2_pb2 as pb  # pants: no-infer-dep (com
 from pydantic import BaseModel, Field, SecretStr
 
 from modelserving import ModelService, Settings
-from modelserving.dev.testing import free_port, raised
+from modelserving.dev.testing import free_port, loopback_http_server, raised
 from modelserving.runtime.dataplane import DataPlane
 from modelserving.runtime.payloads import PayloadLog
 from modelserving.server.app import create_app
@@ -97,17 +97,12 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/events"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
+    with loopback_http_server(Handler) as url:
+        state.url = f"{url}/events"
+        try:
+            yield state
+        finally:
+            state.release.set()  # before the server stops: a hung handler returns
 
 
 def logging_client(service: ModelService[Any, Any], **settings: Any) -> TestClient:
