@@ -42,7 +42,7 @@ class ProgressionPrediction(BaseModel):
 
 
 class PredictionMetadata(BaseModel):
-    model_version: str = Field(examples=["1.0.0"], description="Version of the model that predicted.")
+    model_version: str = Field(examples=["1.1.0"], description="Version of the model that predicted.")
 
 
 class ProgressionResponse(BaseModel):

@@ -11,11 +11,14 @@ libraries give the same model.
 from sklearn.metrics import mean_absolute_error, r2_score
 
 from diabetes.features import build_regressor, load_training_data
+from diabetes.main import SERVICE
+from diabetes.schemas import Patient
 from modelserving.dev import export
+from modelserving.dev.reference import ReferenceRows
 from modelserving.dev.training import Dataset, refused_in_one_line, save_and_report, training_arguments
 from modelserving.formats.pipeline import PIPELINE
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 SEED = 42
 HELD_OUT_FRACTION = 0.2
 
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Gradient-boosted decision stumps (XGBoost) on raw-unit baseline measurements;"
         " disease progression one year after baseline.",
         artifact_format=PIPELINE,
+        reference=ReferenceRows(SERVICE, data.rows(Patient)),  # what input drift is measured against
     )
 
 

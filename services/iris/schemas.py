@@ -35,7 +35,7 @@ class SpeciesPrediction(BaseModel):
 
 
 class PredictionMetadata(BaseModel):
-    model_version: str = Field(examples=["1.0.0"], description="Version of the model that predicted.")
+    model_version: str = Field(examples=["1.1.0"], description="Version of the model that predicted.")
 
 
 class SpeciesResponse(BaseModel):

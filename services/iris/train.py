@@ -8,11 +8,14 @@ libraries give the same model.
 """
 
 from iris.features import build_pipeline, load_training_data
+from iris.main import SERVICE
+from iris.schemas import Flower
 from modelserving.dev import export
+from modelserving.dev.reference import ReferenceRows
 from modelserving.dev.training import Dataset, refused_in_one_line, save_and_report, training_arguments
 from modelserving.formats.pipeline import PIPELINE
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 SEED = 0
 HELD_OUT_FRACTION = 0.3
 
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         libraries=("numpy",),
         description="Standardised measurements, multinomial logistic regression; species probabilities.",
         artifact_format=PIPELINE,
+        reference=ReferenceRows(SERVICE, data.rows(Flower)),  # what input drift is measured against
     )
 
 

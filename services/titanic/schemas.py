@@ -65,7 +65,7 @@ class SurvivalPrediction(BaseModel):
 
 class PredictionMetadata(BaseModel):
     titanic_model_version: int = Field(
-        examples=[20261202], description="The model's version: the date it was trained on, as YYYYMMDD."
+        examples=[20261205], description="The model's version: the date it was trained on, as YYYYMMDD."
     )
 
 

@@ -220,6 +220,43 @@ def test_metrics_move_by_exactly_the_rows_predicted(
     assert f"/v2/models/{service.name}/" not in text  # only the template /v2/models/{model_name}/...
 
 
+def test_inputs_are_counted_into_the_committed_cards_reference_bins_whichever_route(
+    served: tuple[ModelService[Any, Any], TestClient]
+) -> None:
+    """Every service's committed card carries a reference distribution (each watched field of
+    its rows, and its scores by its output's bins), and rows predicted over the typed route and
+    the Open Inference Protocol are counted into its bins, once per watched field."""
+    service, client = served
+    plane = client.app.state.plane  # type: ignore[attr-defined]
+    reference = plane.model.card.reference
+    assert reference is not None, f"{service.name}: retrain, the committed card has no reference"
+    assert set(reference.features) <= set(service.item_type.model_fields)
+    assert reference.scores is not None and service.output is not None
+    assert reference.scores.bins == tuple(service.output.bins)
+
+    def counted() -> dict[str, float]:
+        assert plane.drift.flush()
+        text = client.get("/metrics").text
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "model_input_rows_total":
+                    assert sample.labels["bin"] in reference.features[sample.labels["feature"]].bins
+                    feature = sample.labels["feature"]
+                    totals[feature] = totals.get(feature, 0) + sample.value
+        return totals
+
+    before = counted()
+    assert set(before) == set(reference.features)  # every feature's bins there from load
+    rows = example_rows(service)
+    typed_outputs(service, client, rows)
+    v2_infer(client, service, columns_of(rows))
+    after = counted()
+    assert {feature: after[feature] - before[feature] for feature in after} == dict.fromkeys(
+        after, 2 * len(rows)
+    )
+
+
 def test_docs_list_every_operation_with_examples(served: tuple[ModelService[Any, Any], TestClient]) -> None:
     service, client = served
     schema = client.get("/openapi.json").json()

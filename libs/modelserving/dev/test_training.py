@@ -73,6 +73,7 @@ def test_save_and_report_writes_a_loadable_model_rounds_metrics_and_prints_a_sum
         metrics={"accuracy": 2 / 3, "rows": 3},
         libraries=("scikit-learn",),
         artifact_format=JOBLIB,
+        reference=None,
     )
     loaded = load_model(tmp_path, expected_name="toy", artifact_format=JOBLIB)
     assert loaded.card == card

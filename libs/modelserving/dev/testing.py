@@ -39,7 +39,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
-from modelserving import LoadedModel, ModelService, Settings, load_model
+from modelserving import LoadedModel, ModelCard, ModelService, Settings, load_model
 from modelserving.server.app import create_app
 
 
@@ -429,4 +429,32 @@ def retrained_and_committed(
         assert retrained_value == pytest.approx(
             value, abs=METRIC_TOLERANCE
         ), f"{metric}: {retrained_value} != {value}"
+    assert_same_reference(retrained.card, committed.card)
     return retrained, committed
+
+
+def assert_same_reference(retrained: ModelCard, committed: ModelCard) -> None:
+    """Two trainings' reference distributions: the same features and bins (edges within
+    PREDICTION_TOLERANCE), each share within METRIC_TOLERANCE (a score near an edge may move)."""
+    assert (retrained.reference is None) == (committed.reference is None), "one card has no reference"
+    if retrained.reference is None or committed.reference is None:
+        return
+    ours, theirs = retrained.reference, committed.reference
+    assert ours.rows == theirs.rows
+    assert list(ours.features) == list(theirs.features)
+    pairs: list[tuple[str, Any, Any]] = [
+        (name, ours.features[name], theirs.features[name]) for name in ours.features
+    ]
+    if ours.scores is not None or theirs.scores is not None:
+        assert ours.scores is not None and theirs.scores is not None, "one card has no scores"
+        pairs.append(("scores", ours.scores, theirs.scores))
+    for name, mine, other in pairs:
+        edges = getattr(other, "edges", None)
+        if edges is not None:
+            assert_same_predictions(getattr(mine, "edges", None), edges, what=f"{name} edges")
+        else:
+            assert mine.bins == other.bins, name
+        for (label, share), expected in zip(mine.shares.items(), other.shares.values(), strict=True):
+            assert share == pytest.approx(
+                expected, abs=METRIC_TOLERANCE
+            ), f"{name} {label}: {share} != {expected}"

@@ -6,7 +6,8 @@ hands it over:
     arguments = training_arguments("iris", default_version="1.0.0", usage=__doc__).parse_args(argv)
     train, held_out = data.split(held_out_fraction=0.3, seed=0, stratify=True)
     ...  # fit on `train`, score on `held_out`
-    save_and_report(pipeline, arguments, name="iris", training_data=data.as_csv(), metrics=..., ...)
+    save_and_report(pipeline, arguments, name="iris", training_data=data.as_csv(), metrics=...,
+                    reference=ReferenceRows(SERVICE, data.rows(Flower)), ...)
 
 `./pants run services/<name>:train` runs from the repository root, so the
 default output directory, `services/<name>/model`, is where the service's
@@ -30,7 +31,8 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 
 from modelserving.dev.export import ExportError
-from modelserving.formats.artifacts import ModelCard, save_model
+from modelserving.dev.reference import ReferenceRows, reference_of
+from modelserving.formats.artifacts import NPZ, ModelCard, load_model, save_model, write_card
 
 METRIC_DECIMALS = 4
 
@@ -135,6 +137,13 @@ class Dataset:
         matrix = np.asarray(features, dtype=float)[:, [where[name] for name in wanted]]
         return cls(wanted, matrix, target_column, np.asarray(target))
 
+    def rows(self, schema: type[BaseModel]) -> list[BaseModel]:
+        """The examples as `schema`'s typed rows (its fields are `columns`), as requests bring
+        them: what a model's reference distribution is taken over (`ReferenceRows`)."""
+        return [
+            schema.model_validate(dict(zip(self.columns, row, strict=True))) for row in self.features.tolist()
+        ]
+
     def as_csv(self) -> bytes:
         """The examples as CSV, what the card's `training_data_sha256` is taken over."""
         rows = (
@@ -207,14 +216,22 @@ def summary(card: ModelCard, output_dir: Path) -> str:
 
 
 def save_and_report(
-    estimator: Any, arguments: argparse.Namespace, *, metrics: dict[str, float], **card: Any
+    estimator: Any,
+    arguments: argparse.Namespace,
+    *,
+    metrics: dict[str, float],
+    reference: ReferenceRows | None,
+    **card: Any,
 ) -> ModelCard:
     """Save the model where `arguments` say, with its metrics rounded for the card, and print a summary.
 
     `card` takes `save_model`'s other keywords (`name`, `training_data`,
     `libraries`, `description`, `artifact_format`), passed on as they are.
     Rounding keeps cards readable and their diffs quiet when a retrain changes
-    nothing that matters.
+    nothing that matters. With `reference`, the saved model is loaded back as the service
+    serves it and its reference distribution (modelserving.dev.reference) goes into the card:
+    what serving counts live inputs against (None: a card without one, whose inputs no
+    service counts).
     """
     output_dir: Path = arguments.output_dir
     saved = save_model(
@@ -224,5 +241,15 @@ def save_and_report(
         metrics={metric: round(float(value), METRIC_DECIMALS) for metric, value in metrics.items()},
         **card,
     )
+    if reference is not None:
+        loaded = load_model(
+            output_dir, expected_name=saved.name, artifact_format=card.get("artifact_format", NPZ)
+        )
+        try:
+            distribution = reference_of(reference, loaded)
+        except ValueError as error:
+            raise TrainingDataError(str(error)) from None
+        saved = saved.model_copy(update={"reference": distribution})
+        write_card(output_dir, saved)
     print(summary(saved, output_dir))
     return saved

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelserving.formats.reference import Reference
+
 CARD_FILE = "model_card.json"
 
 
@@ -43,6 +45,10 @@ class ModelCard(BaseModel):
     metrics: dict[str, float]
     library_versions: dict[str, str]
     description: str = ""
+    # What the model's inputs and scores looked like in training (formats/reference.py), which
+    # serving counts live inputs against. None on cards written before it (#28): such a model
+    # still loads and serves, without counting its inputs (a warning says so at load).
+    reference: Reference | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ def save_model(
     libraries: tuple[str, ...],
     description: str = "",
     artifact_format: ArtifactFormat = NPZ,
+    reference: Reference | None = None,
 ) -> ModelCard:
     """Write the artifact and a card describing it; return the card."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -120,9 +127,17 @@ def save_model(
         metrics=metrics,
         library_versions=installed_versions(*libraries),
         description=description,
+        reference=reference,
     )
-    (directory / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+    write_card(directory, card)
     return card
+
+
+def write_card(directory: Path, card: ModelCard) -> None:
+    """Write `card` as `directory`'s model card (a card without a reference, as before #28,
+    leaves the key out)."""
+    text = card.model_dump_json(indent=2, exclude={"reference"} if card.reference is None else None)
+    (directory / CARD_FILE).write_text(text + "\n")
 
 
 def read_card(directory: Path) -> ModelCard:

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from modelserving.formats.artifacts import LoadedModel, load_model
 from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
 from modelserving.runtime.batching import InferenceQueue
+from modelserving.runtime.drift import InputDrift, check_reference
 from modelserving.runtime.metrics import AdmissionMetrics, Metrics
 from modelserving.runtime.payloads import PayloadLog, Route
 from modelserving.runtime.process import freeze_survivors
@@ -87,6 +88,8 @@ class DataPlane:
         field, _ = prediction_list_field(service.response_type)
         self._predictions_field = field
         self._count_outputs: Callable[[Sequence[BaseModel]], None] | None = None
+        # The model card's reference distribution: live inputs counted against it (runtime/drift.py).
+        self.drift: InputDrift | None = None
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
         self.tracing = Tracing.from_settings(service.name, settings)
@@ -128,6 +131,7 @@ class DataPlane:
         )
         if service.health_keys is not None:  # a card it cannot report stops start-up here
             service.health_keys.values(self.settings, loaded.card)
+        self.drift = self._input_drift(loaded)
         self.metrics.model_load_seconds.labels(service.name, loaded.card.version).set(
             time.perf_counter() - started
         )
@@ -143,6 +147,8 @@ class DataPlane:
             self.shadow.start(loaded.card.version)
         if self.tracing is not None:
             self.tracing.version = loaded.card.version
+        if self.drift is not None:
+            self.drift.start()
         if self.payloads is not None:
             self.payloads.start(loaded.card.version)
         self._queue.start()
@@ -168,6 +174,8 @@ class DataPlane:
             await asyncio.to_thread(stop, min(timeout, bound))
             timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
+        if self.drift is not None:
+            await asyncio.to_thread(self.drift.stop, min(timeout, 1.0))
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
         for task in (self._watchdog, self._lag_probe):
@@ -245,9 +253,25 @@ class DataPlane:
                 response = await self._queue.submit(rows, own, alone=self.admission.in_flight <= 1)
             finally:
                 self.release(own)
+        if self.drift is not None:  # an append: the counting is the drift thread's
+            self.drift.offer(rows)
         if self.payloads is not None:
             self.payloads.offer(rows, response, route)
         return response
+
+    def _input_drift(self, loaded: LoadedModel) -> InputDrift | None:
+        """Counting of live inputs against the card's reference; None (with a warning) for a card
+        written without one. ModelLoadError if it names a field the service's rows lack."""
+        card, service = loaded.card, self.service
+        if card.reference is None:
+            log.warning(
+                "the model card has no reference distribution: live inputs are not counted for "
+                "drift (retrain to add one)",
+                extra={"model": card.name, "version": card.version},
+            )
+            return None
+        check_reference(card, service.item_type)
+        return InputDrift(self.metrics, service.name, card.version, card.reference, service.output)
 
     @property
     def queued_rows(self) -> int:

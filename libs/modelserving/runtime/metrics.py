@@ -129,6 +129,37 @@ class Metrics:
             ["model", "version", "bin"],
             registry=on,
         )
+        # Input drift (runtime/drift.py): live inputs by the bins of the model card's reference
+        # distribution, beside each bin's reference share.
+        self.input_rows = Counter(
+            "model_input_rows",
+            "Rows predicted, by input feature and the bin of the model card's reference "
+            "distribution their value falls in (every bin made at 0 when the model loads).",
+            ["model", "version", "feature", "bin"],
+            registry=on,
+        )
+        self.input_reference = Gauge(
+            "model_input_reference_ratio",
+            "The share of the model's training rows in each bin of each input feature (its card's "
+            "reference distribution), what model_input_rows_total is compared with.",
+            ["model", "version", "feature", "bin"],
+            multiprocess_mode="max",
+            registry=on,
+        )
+        self.input_dropped = Counter(
+            "model_input_rows_dropped",
+            "Predicted rows not counted into model_input_rows_total: the counting backlog was full.",
+            ["model", "version"],
+            registry=on,
+        )
+        self.output_reference = Gauge(
+            "model_output_reference_ratio",
+            "The share of the model's training rows whose prediction falls in each bin of "
+            "model_outputs_total (its card's reference distribution of scores).",
+            ["model", "version", "bin"],
+            multiprocess_mode="max",
+            registry=on,
+        )
         self.shadow_requests = Counter(
             "model_shadow_requests_total",
             "Requests sampled for mirroring to a candidate version (SHADOW_URL), by outcome: "

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from modelserving.formats.artifacts import ModelLoadError, load_model
 from modelserving.runtime import metrics
+from modelserving.runtime.drift import check_reference
 from modelserving.runtime.logs import configure_logging, logging_config
 from modelserving.runtime.payloads import check_payload_log
 from modelserving.runtime.shadow import check_shadow
@@ -52,6 +53,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         )
         if service.health_keys is not None:
             service.health_keys.values(settings, loaded.card)
+        check_reference(loaded.card, service.item_type)
     except ModelLoadError as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
