@@ -15,6 +15,11 @@ from modelserving.settings import Settings
 Item = TypeVar("Item", bound=BaseModel)
 Prediction = TypeVar("Prediction", bound=BaseModel)
 
+# Marks a field of a row schema as personal data: `Name: str = Field(json_schema_extra=PERSONAL)`.
+# Payload logging (runtime/payloads.py) hashes it with a key, or leaves it out; the OpenAPI
+# document shows it to clients as `"x-personal": true`.
+PERSONAL: dict[str, Any] = {"x-personal": True}  # never changed: every marked field shares it
+
 
 @dataclass(frozen=True)
 class HealthKeys:
@@ -70,3 +75,12 @@ def prediction_list_field(response_type: type[BaseModel]) -> tuple[str, type[Bas
             if isinstance(element, type) and issubclass(element, BaseModel):
                 return name, element
     raise TypeError(f"{response_type.__name__} has no list-of-predictions field for v2 outputs")
+
+
+def personal_fields(item_type: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a row schema marked PERSONAL, in their declared order."""
+    return tuple(
+        name
+        for name, info in item_type.model_fields.items()
+        if isinstance(info.json_schema_extra, Mapping) and info.json_schema_extra.get("x-personal") is True
+    )

@@ -170,6 +170,37 @@ class Settings(BaseSettings):
         default=None, ge=0, le=1, description="The ratio of the *traceidratio samplers."
     )
 
+    # Payload logging (#28): a sample of answered predictions written as CloudEvents (runtime/payloads.py).
+    payload_log_url: str | None = Field(
+        default=None,
+        description="HTTP(S) endpoint that a sample of answered predictions is POSTed to, one CloudEvent "
+        "(binary mode) per request (modelserving.runtime.payloads); unset: none.",
+    )
+    payload_log_file: Path | None = Field(
+        default=None,
+        description="File that a sample of answered predictions is appended to, one CloudEvent (JSON) per "
+        "line; in a container, on a mounted volume (the root filesystem is read-only). At most one of "
+        "PAYLOAD_LOG_URL and PAYLOAD_LOG_FILE.",
+    )
+    payload_log_sample_rate: float = Field(
+        default=0.1, gt=0, le=1, description="Share of answered predictions logged, over every route."
+    )
+    payload_log_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Sampled predictions a worker holds waiting for the sink; more are dropped (counted).",
+    )
+    payload_log_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="Longest the logger waits for PAYLOAD_LOG_URL to answer."
+    )
+    payload_log_hash_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Key (a mounted Secret) of the HMAC-SHA256 that fields a schema marks personal are "
+        "replaced by in payload events; unset: those fields are left out.",
+    )
+
     @field_validator("grpc_port")
     @classmethod
     def _not_the_http_port(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -177,12 +208,21 @@ class Settings(BaseSettings):
             raise ValueError(f"GRPC_PORT must differ from PORT ({value})")
         return value
 
-    @field_validator("shadow_url", "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint")
+    @field_validator(
+        "shadow_url", "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "payload_log_url"
+    )
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         if value is not None and not _is_base_url(value):
             raise ValueError("must be http(s)://host[:port][/path], without credentials, query or fragment")
         return None if value is None else value.rstrip("/")
+
+    @field_validator("payload_log_file")
+    @classmethod
+    def _one_payload_sink(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("payload_log_url") is not None:
+            raise ValueError("set at most one of PAYLOAD_LOG_URL and PAYLOAD_LOG_FILE")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

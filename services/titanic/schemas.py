@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelserving.service import PERSONAL
+
 
 class Passenger(BaseModel):
     """One passenger record, as in the Titanic passenger list; unknown values may be null or absent."""
@@ -32,7 +34,10 @@ class Passenger(BaseModel):
     PassengerId: int = Field(ge=0, le=2**63 - 1, description="Caller's id, echoed as passenger_id.")
     Pclass: Literal[1, 2, 3] = Field(description="Ticket class: 1st, 2nd or 3rd.")
     Name: str = Field(
-        min_length=1, max_length=200, description="Full name with title, e.g. 'Smith, Mrs. Jane'."
+        min_length=1,
+        max_length=200,
+        description="Full name with title, e.g. 'Smith, Mrs. Jane'.",
+        json_schema_extra=PERSONAL,
     )
     Sex: Literal["male", "female"]
     Age: float | None = Field(
@@ -40,7 +45,7 @@ class Passenger(BaseModel):
     )
     SibSp: int = Field(ge=0, le=20, description="Siblings and spouses aboard.")
     Parch: int = Field(ge=0, le=20, description="Parents and children aboard.")
-    Ticket: str | None = Field(default=None, max_length=50)
+    Ticket: str | None = Field(default=None, max_length=50, json_schema_extra=PERSONAL)
     Fare: float | None = Field(
         default=None, ge=0, le=10_000, allow_inf_nan=False, description="Ticket price in pounds."
     )

@@ -30,6 +30,7 @@ from modelserving.runtime.admission import RETRY_AFTER_SECONDS, Refused, Ticket
 from modelserving.runtime.dataplane import DataPlane
 from modelserving.runtime.logs import ACCESS_LOGGER, request_id, valid_request_id
 from modelserving.runtime.metrics import Metrics
+from modelserving.runtime.payloads import V2_GRPC
 from modelserving.runtime.tokens import BearerTokens
 from modelserving.runtime.tracing import Tracing
 
@@ -84,7 +85,7 @@ class InferenceServicer:
     async def model_infer(self, request: pb.ModelInferRequest, ticket: Ticket) -> pb.ModelInferResponse:
         version = self.protocol.loaded_version(request.model_name, model_version(request.model_version))
         body = await self.protocol.infer(
-            inference_request(request, self.protocol.codec.max_rows), version, ticket
+            inference_request(request, self.protocol.codec.max_rows), version, ticket, V2_GRPC
         )
         return infer_response(body)
 

@@ -9,6 +9,7 @@ from modelserving.protocol.types import EXTENSIONS, InferenceRequest, ModelMetad
 from modelserving.runtime.admission import Ticket
 from modelserving.runtime.dataplane import DataPlane
 from modelserving.runtime.logs import request_id
+from modelserving.runtime.payloads import Route
 
 
 class ProtocolModel:
@@ -53,12 +54,14 @@ class ProtocolModel:
             return False
         return self.plane.state.ready
 
-    async def infer(self, inference: InferenceRequest, version: str, ticket: Ticket) -> dict[str, Any]:
+    async def infer(
+        self, inference: InferenceRequest, version: str, ticket: Ticket, route: Route
+    ) -> dict[str, Any]:
         """The response body (an `InferenceResponse` as plain values) for `inference`, to the
         model at `version` (`loaded_version`'s, checked before the request was read), admitted
-        with `ticket` (`DataPlane.admit`)."""
+        with `ticket` (`DataPlane.admit`), come in by `route` (the transport's)."""
         rows = self.codec.rows(inference)
-        response = await self.plane.predict(rows, ticket)
+        response = await self.plane.predict(rows, ticket, route)
         outputs = self.codec.outputs_of(response, inference.get("outputs"))
         return {
             "model_name": self.service.name,

@@ -49,6 +49,7 @@ from modelserving.protocol.types import (
 )
 from modelserving.runtime.admission import Refused
 from modelserving.runtime.dataplane import DataPlane
+from modelserving.runtime.payloads import V2_REST
 
 # Each protocol error's HTTP status.
 HTTP_STATUS = {
@@ -180,7 +181,7 @@ def add_v2_routes(app: FastAPI, plane: DataPlane, auth: BearerAuth | None = None
                 inference = validate_json(raw, INFERENCE_REQUEST)
             else:
                 inference = binary_request(raw, header_length, codec)
-            body = await protocol.infer(inference, version, ticket)
+            body = await protocol.infer(inference, version, ticket, V2_REST)
         outputs = body["outputs"]
         if inference.get("parameters") or inference.get("outputs"):
             binary_outputs = binary.binary_outputs(

@@ -13,7 +13,8 @@ protocol's routes, health and probes, metrics; `modelserving.grpc`) are thin lay
 it, each speaking its own API's terms. With SHADOW_URL set, its `shadow` mirrors a sample of the
 typed route's answered requests to a candidate version (`shadow.Shadow`). With an OTLP endpoint
 set (OTEL_*), its `tracing` adds each request's queue wait, batch and model call to its trace
-(`tracing.Tracing`).
+(`tracing.Tracing`). With PAYLOAD_LOG_URL or PAYLOAD_LOG_FILE set, its `payloads` logs a sample
+of every route's answered requests as CloudEvents (`payloads.PayloadLog`).
 """
 
 import asyncio
@@ -32,6 +33,7 @@ from modelserving.runtime.admission import AdmissionLimit, Refused, Ticket
 from modelserving.runtime.batching import InferenceQueue
 from modelserving.runtime.drift import InputDrift, check_reference
 from modelserving.runtime.metrics import AdmissionMetrics, Metrics
+from modelserving.runtime.payloads import PayloadLog, Route
 from modelserving.runtime.process import freeze_survivors
 from modelserving.runtime.shadow import Shadow
 from modelserving.runtime.tracing import Tracing
@@ -91,6 +93,9 @@ class DataPlane:
         # SHADOW_URL: the typed route's answers, mirrored to a candidate version (runtime/shadow.py).
         self.shadow = Shadow(service, settings, self.metrics) if settings.shadow_url else None
         self.tracing = Tracing.from_settings(service.name, settings)
+        # PAYLOAD_LOG_URL or _FILE: a sample of every route's answers, as CloudEvents (runtime/payloads.py).
+        logging_payloads = settings.payload_log_url is not None or settings.payload_log_file is not None
+        self.payloads = PayloadLog(service, settings, self.metrics) if logging_payloads else None
         self._queue = InferenceQueue(
             self._predict,
             field,
@@ -144,6 +149,8 @@ class DataPlane:
             self.tracing.version = loaded.card.version
         if self.drift is not None:
             self.drift.start()
+        if self.payloads is not None:
+            self.payloads.start(loaded.card.version)
         self._queue.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"{service.name}-watchdog")
         self._lag_probe = asyncio.create_task(self._measure_lag(), name=f"{service.name}-lag")
@@ -155,9 +162,16 @@ class DataPlane:
         """Stop taking predictions; finish the queued ones within `timeout` seconds."""
         self.ready = False
         self.shutting_down = True
-        if self.shadow is not None:  # no more HTTP requests come: the server has drained them
+        # No more requests come (the servers have drained them): the shadow and the payload log
+        # finish, each within its own bound.
+        off_path: list[tuple[Callable[[float], None], float]] = []
+        if self.shadow is not None:
+            off_path.append((self.shadow.stop, self.settings.shadow_timeout_seconds))
+        if self.payloads is not None:
+            off_path.append((self.payloads.stop, self.settings.payload_log_timeout_seconds))
+        for stop, bound in off_path:
             started = time.monotonic()
-            await asyncio.to_thread(self.shadow.stop, min(timeout, self.settings.shadow_timeout_seconds))
+            await asyncio.to_thread(stop, min(timeout, bound))
             timeout = max(0.0, timeout - (time.monotonic() - started))
         await asyncio.to_thread(self._queue.stop, timeout)
         if self.drift is not None:
@@ -221,9 +235,12 @@ class DataPlane:
             if ticket.abandoned and not ticket.taken:  # wherever it was when its caller left
                 self._metrics.shed("cancelled")
 
-    async def predict(self, rows: Sequence[Any], ticket: Ticket | None = None) -> BaseModel:
+    async def predict(
+        self, rows: Sequence[Any], ticket: Ticket | None = None, route: Route | None = None
+    ) -> BaseModel:
         """The typed response for `rows`; NotReady before the model is loaded, `Refused` when the
-        worker cannot take it or its deadline passes. Without a `ticket`, admits it here."""
+        worker cannot take it or its deadline passes. Without a `ticket`, admits it here. `route`:
+        where the request came in (payload logging names it), None for the typed route."""
         if self.model is None:
             raise NotReady(f"model '{self.service.name}' is not loaded yet")
         if ticket is not None:
@@ -238,6 +255,8 @@ class DataPlane:
                 self.release(own)
         if self.drift is not None:  # an append: the counting is the drift thread's
             self.drift.offer(rows)
+        if self.payloads is not None:
+            self.payloads.offer(rows, response, route)
         return response
 
     def _input_drift(self, loaded: LoadedModel) -> InputDrift | None:

@@ -38,6 +38,10 @@ SHED_REASONS = ("overloaded", "deadline", "cancelled", "unavailable")
 # candidate's answer, dropped (the queue was full, or shutdown came first), or the candidate's
 # failure: no answer in time, no connection, a status other than 200, an answer not comparable.
 SHADOW_OUTCOMES = ("compared", "dropped", "timeout", "unreachable", "rejected", "invalid")
+# What became of a prediction sampled for payload logging (runtime/payloads.py): written to the
+# file or accepted by the endpoint (2xx), dropped (the queue was full, or shutdown came first),
+# or not written: no answer in time, no connection, a status other than 2xx, or any other failure.
+PAYLOAD_OUTCOMES = ("logged", "dropped", "timeout", "unreachable", "rejected", "failed")
 
 
 class Metrics:
@@ -169,6 +173,13 @@ class Metrics:
             "Predictions compared with a candidate version's for the same request, by whether they "
             "agreed (ModelService.output: the same class, or scores within its tolerance).",
             ["model", "version", "candidate_version", "agreed"],
+            registry=on,
+        )
+        self.payload_events = Counter(
+            "model_payload_events_total",
+            "Answered predictions sampled for payload logging (PAYLOAD_LOG_URL or PAYLOAD_LOG_FILE), "
+            "by outcome: " + ", ".join(PAYLOAD_OUTCOMES) + ".",
+            ["model", "version", "outcome"],
             registry=on,
         )
         self.model_load_seconds = Gauge(

@@ -6,7 +6,8 @@ Once this worker has answered a request of its service's typed predict route, th
 the request's body as it came, its request id, the caller's Authorization header and the answer
 just sent go into a bounded queue with `put_nowait`. A full queue (SHADOW_QUEUE_SIZE requests,
 or QUEUE_BYTES of bodies and answers) drops the request, counted. That is all the request path
-pays. One daemon thread per worker takes them off the queue and POSTs each body to SHADOW_URL
+pays. One daemon thread per worker (the queue and thread are `offpath.OffPath`'s, shared with
+payload logging) takes them off the queue and POSTs each body to SHADOW_URL
 plus the predict path, with the same `X-Request-ID` (the candidate's logs carry it too), the
 caller's Authorization (the candidate checks tokens as this pod does) and `X-Request-Timeout-Ms`
 (the candidate drops what the mirror will no longer wait for), then compares the candidate's
@@ -18,7 +19,7 @@ Nothing here can slow or fail the primary. Every failure of the candidate (no co
 answer within SHADOW_TIMEOUT_SECONDS, a status other than 200, an answer that cannot be compared)
 is counted in `model_shadow_requests_total{outcome}`, and logged at most once per LOG_SECONDS,
 never raised; `stop` waits for the thread no longer than it is told (a daemon thread never holds
-up the process's exit). The thread runs NICENESS levels below the worker's: on a core that
+up the process's exit). The thread runs `offpath.NICENESS` levels below the worker's: on a core that
 serving keeps busy, it gets what serving leaves (and the queue drops the rest), so the
 primary's latency stays as it was (tests/containers/test_shadow.py measures it).
 
@@ -44,15 +45,11 @@ candidate given the same SHADOW_URL (one ConfigMap for both) does not echo reque
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import queue
 import random
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +60,7 @@ from prometheus_client import Counter
 
 from modelserving.outputs import ModelOutput
 from modelserving.runtime.metrics import SHADOW_OUTCOMES, Metrics
+from modelserving.runtime.offpath import OffPath, Spells
 from modelserving.service import ModelService, prediction_list_field
 from modelserving.settings import Settings, SettingsError
 
@@ -73,7 +71,6 @@ QUEUE_BYTES = 16 * 1024 * 1024  # bodies and answers held in the queue, at most
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a longer answer from the candidate is `invalid`
 RECEIVE_BYTES = 256 * 1024
 CONNECTION_SECONDS = 10.0  # a connection to the candidate is used this long at most
-NICENESS = 10  # the mirror thread's, over the worker's
 LOG_SECONDS = 10.0  # one warning per spell of failures
 VERSION_RETRY_SECONDS = 30.0
 MAX_CANDIDATE_VERSIONS = 4
@@ -295,13 +292,14 @@ class Shadow:
         self.timeout = settings.shadow_timeout_seconds
         self.metrics = metrics
         self._predictions_field, _ = prediction_list_field(service.response_type)
-        self._queue: queue.Queue[Mirrored | None] = queue.Queue(maxsize=settings.shadow_queue_size)
-        self._queue_bytes = queue_bytes
-        self._queued_bytes = 0
-        self._bytes_lock = threading.Lock()
+        self._mirrors: OffPath[Mirrored] = OffPath(
+            f"{service.name}-shadow",
+            settings.shadow_queue_size,
+            queue_bytes,
+            cost=lambda item: item.size,
+            dropped=lambda: self._outcomes["dropped"].inc(),
+        )
         self._random = random.Random().random
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._version = ""
         self._outcomes: dict[str, Counter] = {}
         self._rows: dict[str, tuple[Counter, Counter]] = {}  # candidate version: (agreed, disagreed) counters
@@ -309,87 +307,40 @@ class Shadow:
         self._candidate_version = UNKNOWN
         self._learnt_on = 0  # the connection (Candidate.opened) the candidate's version was read on
         self._version_retry_at = 0.0
-        self._last_log = -LOG_SECONDS
+        self._warnings = Spells(LOG_SECONDS)
 
     def start(self, version: str) -> None:
         """Start mirroring, for this pod's model `version`: every outcome's series made at 0."""
-        if self._thread is not None:
+        if self._mirrors.started:
             return
         self._version = version
         self._outcomes = {
             outcome: self.metrics.shadow_requests.labels(self.service.name, version, outcome)
             for outcome in SHADOW_OUTCOMES
         }
-        self._candidate = Candidate(self.url, self.timeout)
-        self._thread = threading.Thread(target=self._run, name=f"{self.service.name}-shadow", daemon=True)
-        self._thread.start()
+        self._candidate = candidate = Candidate(self.url, self.timeout)
+        self._mirrors.start(self._mirror, self._crashed, finished=candidate.close)
 
     def offer(self, body: bytes, request_id: str, authorization: str | None, answer: str) -> None:
         """On the request path, after the primary answered: mirror a sampled share, never waiting."""
         if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
             return
-        if self._thread is None:
-            return
-        if self._stopping.is_set():
-            self._outcomes["dropped"].inc()
-            return
-        item = Mirrored(body, request_id, authorization, answer)
-        with self._bytes_lock:
-            if self._queued_bytes + item.size > self._queue_bytes:
-                self._outcomes["dropped"].inc()
-                return
-            try:
-                self._queue.put_nowait(item)
-            except queue.Full:
-                self._outcomes["dropped"].inc()
-                return
-            self._queued_bytes += item.size
+        if self._mirrors.started:
+            self._mirrors.put(Mirrored(body, request_id, authorization, answer))
 
     @property
     def queued(self) -> int:
         """Requests waiting to be mirrored (for tests and operators' tools)."""
-        return self._queue.qsize()
+        return self._mirrors.queued
 
     def stop(self, timeout: float) -> None:
         """Stop mirroring: wait at most `timeout` seconds for the request being mirrored; those
         still queued are dropped (counted)."""
-        thread = self._thread
-        if thread is None or self._stopping.is_set():
-            return
-        self._stopping.set()
-        # Wakes the thread if it waits; if the queue is full, the next request it takes stops it.
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
-        thread.join(max(0.0, timeout))
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                self._outcomes["dropped"].inc()
+        self._mirrors.stop(timeout)
 
-    def _run(self) -> None:
-        # Below the worker's threads in the scheduler: on a busy core, serving comes first.
-        with contextlib.suppress(OSError):
-            thread = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + NICENESS)
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            with self._bytes_lock:
-                self._queued_bytes -= item.size
-            if self._stopping.is_set():
-                self._outcomes["dropped"].inc()
-                break
-            try:
-                self._mirror(item)
-            except Exception:  # the mirror must outlive any bug of its own
-                self._outcomes["invalid"].inc()
-                log.exception("shadow: mirroring failed", extra={"request_id": item.request_id})
-        if self._candidate is not None:
-            self._candidate.close()
+    def _crashed(self, item: Mirrored, error: Exception) -> None:
+        self._outcomes["invalid"].inc()
+        log.error("shadow: mirroring failed", exc_info=error, extra={"request_id": item.request_id})
 
     def _mirror(self, item: Mirrored) -> None:
         """POST `item` to the candidate and compare its answer with ours; count what came of it."""
@@ -464,9 +415,7 @@ class Shadow:
 
     def _failed(self, outcome: str, item: Mirrored, why: str) -> None:
         self._outcomes[outcome].inc()
-        now = time.monotonic()
-        if now - self._last_log >= LOG_SECONDS:  # a line per spell, not per request
-            self._last_log = now
+        if self._warnings.due():
             log.warning(
                 "shadow: the candidate's answer was not compared (%s): %s",
                 outcome,

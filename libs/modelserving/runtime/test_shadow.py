@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 
 import pytest
@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from modelserving import ModelService, Settings, SettingsError
-from modelserving.dev.testing import free_port, raised
+from modelserving.dev.testing import free_port, loopback_http_server, raised
 from modelserving.outputs import ClassOutput, ScoreOutput
 from modelserving.runtime import shadow as shadow_module
 from modelserving.runtime.dataplane import DataPlane
@@ -124,17 +124,12 @@ def candidate() -> Iterator[CandidateServer]:
                 return
             self._send(status, answer)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
+    with loopback_http_server(Handler) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            state.release.set()  # before the server stops: a hung handler returns
 
 
 @pytest.fixture

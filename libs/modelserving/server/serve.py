@@ -20,6 +20,7 @@ from modelserving.formats.artifacts import ModelLoadError, load_model
 from modelserving.runtime import metrics
 from modelserving.runtime.drift import check_reference
 from modelserving.runtime.logs import configure_logging, logging_config
+from modelserving.runtime.payloads import check_payload_log
 from modelserving.runtime.shadow import check_shadow
 from modelserving.runtime.tokens import TokenError, configured_tokens
 from modelserving.server.app import create_app
@@ -36,6 +37,7 @@ def serve(service: ModelService[Any, Any], app_factory: str) -> None:
         settings = load_settings()
         configured_tokens(settings)  # a named token file must be readable and hold usable tokens
         check_shadow(service, settings)  # SHADOW_URL needs an output to compare answers by
+        check_payload_log(settings)  # PAYLOAD_LOG_FILE must be writable (a mounted volume)
     except (SettingsError, TokenError) as error:
         print(f"{service.name}: {error}", file=sys.stderr)
         sys.exit(2)
