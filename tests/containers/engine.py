@@ -44,7 +44,9 @@ def built_names(name: str) -> set[str]:
 
 
 # Image size budgets in MB (issues #4, #26, #27); any other service's, a generated one's too: 180.
-IMAGE_BUDGET_MB = {"base": 80.0, "titanic": 150.0}
+# Titanic's was 150 until #28 added OpenTelemetry's SDK, exporter and instrumentations and the
+# CloudEvents SDK to every image (about 10.6 MB, of which pruning files serving never reads won 4).
+IMAGE_BUDGET_MB = {"base": 80.0, "titanic": 158.0}
 SERVICE_IMAGE_BUDGET_MB = 180.0
 
 
