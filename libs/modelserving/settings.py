@@ -166,6 +166,9 @@ class Settings(BaseSettings):
         description="Which traces are kept: parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01 "
         "keeps 1 % of new traces, and those a caller's traceparent marks sampled.",
     )
+    otel_service_name: str | None = Field(
+        default=None, min_length=1, description="The traces' service.name; unset: the model's name."
+    )
     otel_traces_sampler_arg: float | None = Field(
         default=None, ge=0, le=1, description="The ratio of the *traceidratio samplers."
     )

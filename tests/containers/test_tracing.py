@@ -47,6 +47,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.spans: list[Any] = []
+        self.services: set[str] = set()  # the resources' service.name
         self.changed = threading.Condition()
         collector = self
 
@@ -56,6 +57,11 @@ class Collector:
                 request = ExportTraceServiceRequest.FromString(body)
                 with collector.changed:
                     for resource in request.resource_spans:
+                        collector.services |= {
+                            pair.value.string_value
+                            for pair in resource.resource.attributes
+                            if pair.key == "service.name"
+                        }
                         for scope in resource.scope_spans:
                             collector.spans.extend(scope.spans)
                     collector.changed.notify_all()
@@ -169,6 +175,7 @@ def test_a_request_is_traced_under_its_callers_span(
     assert attribute(batch, "modelserving.batch.rows") == len(example_rows(SERVICES[NAME]))
     predict = one(spans, "predict")
     assert predict.parent_span_id == batch.span_id
+    assert collector.services == {NAME}  # OTEL_SERVICE_NAME unset: the model's name
     print(f"\n{server_span}: {[span.name for span in spans]}")
 
 

@@ -178,3 +178,16 @@ def test_a_bad_otel_setting_stops_start_up_in_one_line(
         load_settings()
     message = str(refused.value)
     assert variable in message and "\n" not in message
+
+
+@pytest.mark.parametrize("service_name, name", [(None, "doubler"), ("doubler-canary", "doubler-canary")])
+def test_the_traces_service_is_the_model_unless_otel_service_name_says(
+    service_name: str | None, name: str
+) -> None:
+    settings = Settings(otel_exporter_otlp_endpoint="http://collector:4318", otel_service_name=service_name)
+    tracing = Tracing.from_settings("doubler", settings)
+    assert tracing is not None
+    try:
+        assert tracing.provider.resource.attributes["service.name"] == name
+    finally:
+        tracing.shutdown()

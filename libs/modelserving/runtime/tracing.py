@@ -4,9 +4,9 @@ The standard `OTEL_*` variables configure it (validated with the other settings,
 an exporter endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) turns
 it on, `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` choose what is kept (`parentbased_traceidratio`
 with 0.01 keeps 1 % of traces, and whatever a caller's sampled `traceparent` asks for), and
-`OTEL_SERVICE_NAME`/`OTEL_RESOURCE_ATTRIBUTES` name the process. OpenTelemetry's SDK reads them
-itself; spans leave through its OTLP/HTTP exporter, from its bounded batch processor (a span that
-finds the queue full is dropped, never waited for).
+`OTEL_SERVICE_NAME` (the model's name by default) and `OTEL_RESOURCE_ATTRIBUTES` name the
+process. OpenTelemetry's SDK reads them itself; spans leave through its OTLP/HTTP exporter,
+from its bounded batch processor (a span that finds the queue full is dropped, never waited for).
 
 The transports' instrumentations (OpenTelemetry's FastAPI and gRPC ones, `modelserving.rest.app`
 and `modelserving.grpc.server`) make each request's span, a child of an incoming W3C
@@ -72,8 +72,9 @@ class Tracing:
         # Imported only when on: the exporter brings requests and the OTLP messages.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        # The SDK reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES over this default.
-        provider = TracerProvider(resource=Resource({SERVICE_NAME: model}).merge(Resource.create()))
+        # The SDK adds OTEL_RESOURCE_ATTRIBUTES; its service.name would be "unknown_service".
+        name = settings.otel_service_name or model
+        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         return cls(model, provider=provider)
 
